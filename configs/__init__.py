@@ -1,0 +1,1 @@
+"""Python config files for `jgan train` (each with a tiny CPU variant)."""

@@ -1,0 +1,1 @@
+"""The `jgan` command line."""

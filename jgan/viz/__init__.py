@@ -1,0 +1,1 @@
+"""Image grids and self-contained HTML reports."""

@@ -1,0 +1,1 @@
+"""Torch-free, TensorFlow-free readers and converters of the checkpoints people have."""
