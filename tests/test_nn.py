@@ -75,7 +75,8 @@ def test_conv_transpose2d_and_upconv_match_reference():
 
 
 @pytest.mark.parametrize(
-    "up,down,pad", [(1, 1, (1, 1, 1, 1)), (2, 1, (2, 1, 2, 1)), (1, 2, (1, 1, 1, 1)), (2, 1, (0, -1, 1, 0))]
+    "up,down,pad",
+    [(1, 1, (1, 1, 1, 1)), (2, 1, (2, 1, 2, 1)), (1, 2, (1, 1, 1, 1)), (2, 1, (0, -1, 1, 0))],
 )
 def test_upfirdn2d_matches_reference(up, down, pad):
     x = rng.normal(size=(2, 6, 5, 3))
