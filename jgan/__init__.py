@@ -1,13 +1,14 @@
 """jgan: load, understand, invert, edit and train GANs in JAX.
 
-    bundle = jgan.load("stylegan2_ffhq1024.pth")        # or a jgan model directory
-    out = jgan.synthesize(bundle.generator, z, trunc_psi=0.7)
-    logits = jgan.discriminate(bundle.discriminator, out["image"])
+bundle = jgan.load("stylegan2_ffhq1024.pth")        # or a jgan model directory
+out = jgan.synthesize(bundle.generator, z, trunc_psi=0.7)
+logits = jgan.discriminate(bundle.discriminator, out["image"])
 """
 
 from jgan.api import discriminate, synthesize
 from jgan.bundle import Bundle, load, save_model_dir
 from jgan.errors import CheckpointError, InputError, JganError
+from jgan.perceptual import lpips, perceptual_features
 
 __all__ = [
     "Bundle",
@@ -16,6 +17,8 @@ __all__ = [
     "JganError",
     "discriminate",
     "load",
+    "lpips",
+    "perceptual_features",
     "save_model_dir",
     "synthesize",
 ]

@@ -66,7 +66,8 @@ def synthesize(
     """
     if space not in generator.latent_spaces:
         raise InputError(
-            f"{type(generator).__name__} takes codes in {generator.latent_spaces}, not {space!r}"
+            f"{type(generator).__name__} takes codes in the latent spaces "
+            f"{generator.latent_spaces}; got space={space!r}"
         )
     if noise_mode not in NOISE_MODES:
         raise InputError(f"noise_mode must be one of {NOISE_MODES}; got {noise_mode!r}")

@@ -14,7 +14,7 @@ from flax import nnx
 
 from jgan import checkpoint
 from jgan.errors import CheckpointError, InputError
-from jgan.models.registry import model_classes
+from jgan.models.registry import build_abstract, model_classes
 
 MANIFEST = "jgan_model.json"
 FORMAT = "jgan-model"
@@ -76,7 +76,7 @@ def save_model_dir(bundle, path, *, overwrite=False):
         modules = {r: getattr(bundle, r) for r in ROLES if getattr(bundle, r) is not None}
         checkpoint.save_tree(
             os.path.join(staging, "params"),
-            {r: nnx.state(m).to_pure_dict() for r, m in modules.items()},
+            {r: nnx.to_pure_dict(nnx.state(m)) for r, m in modules.items()},
         )
         manifest = {"format": FORMAT, "version": VERSION, **bundle.config}
         with open(os.path.join(staging, MANIFEST), "w") as f:
@@ -107,11 +107,11 @@ def read_model_dir(path):
     G, D = model_classes(arch)
     classes = {"generator": G, "generator_raw": G, "discriminator": D}
     modules = {
-        role: classes[role](**manifest[role], rngs=nnx.Rngs(0))
+        role: build_abstract(classes[role], manifest[role])
         for role in ROLES
         if manifest.get(role) is not None
     }
-    like = {role: nnx.state(m).to_pure_dict() for role, m in modules.items()}
+    like = {role: nnx.to_pure_dict(nnx.state(m)) for role, m in modules.items()}
     try:
         restored = checkpoint.restore_tree(os.path.join(path, "params"), like)
     except Exception as error:  # orbax raises many types for a damaged directory

@@ -10,8 +10,12 @@ from jax.sharding import PartitionSpec as P
 
 @functools.cache
 def data_mesh():
-    """A 1-D mesh named 'data' over all devices of all processes."""
-    return jax.make_mesh((jax.device_count(),), ("data",))
+    """A 1-D mesh named 'data' over all devices of all processes.
+
+    Auto axes: the compiler propagates shardings through reshapes (minibatch-stddev groups,
+    pooling) instead of asking every op to state them.
+    """
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def replicated():

@@ -74,13 +74,15 @@ def test_conv_transpose2d_and_upconv_match_reference():
     )
 
 
+@pytest.mark.parametrize("separable", [True, False])
 @pytest.mark.parametrize(
     "up,down,pad",
     [(1, 1, (1, 1, 1, 1)), (2, 1, (2, 1, 2, 1)), (1, 2, (1, 1, 1, 1)), (2, 1, (0, -1, 1, 0))],
 )
-def test_upfirdn2d_matches_reference(up, down, pad):
+def test_upfirdn2d_matches_reference(up, down, pad, separable):
     x = rng.normal(size=(2, 6, 5, 3))
-    k = rng.normal(size=(4, 4))  # asymmetric: catches a missing flip
+    # Asymmetric kernels catch a missing flip; separable ones take the shifted-slice path.
+    k = np.outer(rng.normal(size=4), rng.normal(size=4)) if separable else rng.normal(size=(4, 4))
     ours = nn.upfirdn2d(jnp.float32(x), k, up=up, down=down, pad=pad)
     np.testing.assert_allclose(ours, np_upfirdn(x, k, up, down, pad), atol=1e-4)
 

@@ -23,3 +23,11 @@ def model_classes(arch):
     module_name, generator, discriminator = _ARCHITECTURES[arch]
     module = importlib.import_module(module_name)
     return getattr(module, generator), getattr(module, discriminator)
+
+
+def build_abstract(cls, config):
+    """`cls(**config)` with shapes and dtypes only (no random initialisation, no compiling):
+    the fast start for a module whose values are loaded next."""
+    from flax import nnx
+
+    return nnx.eval_shape(lambda: cls(**config, rngs=nnx.Rngs(0)))

@@ -12,21 +12,49 @@ def make_kernel(taps=(1, 3, 3, 1), gain=1.0):
     return (kernel / kernel.sum() * gain).astype(np.float32)
 
 
+def _separable_taps(kernel):
+    """(vertical taps, horizontal taps) if `kernel` is an outer product, else None."""
+    u, sv, vt = np.linalg.svd(kernel.astype(np.float64))
+    if sv[1:].max(initial=0.0) > 1e-6 * sv[0]:
+        return None
+    return u[:, 0] * sv[0], vt[0]
+
+
+def _fir_1d(x, taps, axis, down):
+    """Valid 1-D convolution of `x` along `axis` with `taps` (already flipped), stride `down`,
+    as a sum of shifted strided slices: much faster on CPU than a depthwise convolution."""
+    out = (x.shape[axis] - len(taps)) // down + 1
+    total = None
+    for k, tap in enumerate(taps):
+        if tap == 0:
+            continue
+        part = lax.slice_in_dim(x, k, k + down * (out - 1) + 1, down, axis) * tap
+        total = part if total is None else total + part
+    return total
+
+
 def upfirdn2d(x, kernel, *, up=1, down=1, pad=(0, 0, 0, 0)):
     """Upsample by zero insertion, pad, convolve with `kernel`, keep every `down`-th pixel.
 
     The semantics of NVIDIA's `upfirdn2d` (true convolution, `pad = (x0, x1, y0, y1)`, negative
-    values crop) on NHWC input; the kernel is applied per channel.
+    values crop) on NHWC input; the kernel is applied per channel. Separable kernels (every
+    official filter) run as two passes of shifted slices.
     """
     x0, x1, y0, y1 = pad
-    channels = x.shape[-1]
+    kernel = np.flip(np.asarray(kernel, np.float32), (0, 1))
     x = lax.pad(
         x,
         jnp.zeros((), x.dtype),
         ((0, 0, 0), (y0, y1 + up - 1, up - 1), (x0, x1 + up - 1, up - 1), (0, 0, 0)),
     )
-    kernel = jnp.asarray(np.flip(np.asarray(kernel, np.float32), (0, 1)), x.dtype)
-    weight = jnp.broadcast_to(kernel[:, :, None, None], kernel.shape + (1, channels))
+    taps = _separable_taps(kernel)
+    if taps is not None:
+        x = _fir_1d(x, [float(t) for t in taps[0]], 1, down)
+        return _fir_1d(x, [float(t) for t in taps[1]], 2, down)
+    channels = x.shape[-1]
+    weight = jnp.broadcast_to(
+        jnp.asarray(kernel, x.dtype)[:, :, None, None], kernel.shape + (1, channels)
+    )
     return lax.conv_general_dilated(
         x,
         weight,
