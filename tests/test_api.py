@@ -8,6 +8,7 @@ import pytest
 import jgan
 from conftest import assert_parity, fixture_dir, fixture_io, nchw
 from jgan import api
+from jgan.models.latent import mix_styles
 
 STYLE_FIXTURES = ["genforce_stylegan_r32", "genforce_stylegan2_r32"]
 
@@ -111,3 +112,42 @@ def test_noise_modes(tmp_path):
     assert np.abs(const - none).max() > 1e-3
     with pytest.raises(jgan.InputError, match="key"):
         jgan.synthesize(G, z, noise_mode="random")
+
+
+def test_training_checkpoint_form(tmp_path):
+    """genforce training checkpoints nest the state dicts under 'models' (maybe with
+    'module.' prefixes) beside optimizer state: they load to the same model."""
+    from jgan.ports import genforce
+    from jgan.ports.torch_pickle import read_torch_file
+
+    name = "genforce_stylegan_r32"
+    zoo = read_torch_file(fixture_dir(name) / f"{name}.pth")
+    io, _ = fixture_io(name)
+    training = {
+        "models": {
+            role: {f"module.{k}": v for k, v in state.items()} for role, state in zoo.items()
+        },
+        "running_metadata": {"iter": 10, "seen_img": 40},
+        "optimizers": {"generator": {"state": {}, "param_groups": [{"lr": 1e-3}]}},
+        "learning_rates": {},
+    }
+    modules = genforce.read(training, "training.pth")
+    image = jgan.synthesize(modules["generator"], io["z"])["image"]
+    assert_parity(nchw(image), io["image"], "image from the training form")
+    with pytest.raises(jgan.CheckpointError, match="encoder"):
+        genforce.read({"models": {**training["models"], "encoder": {}}}, "training.pth")
+
+
+def test_style_mixing_takes_the_chosen_layers():
+    name = "genforce_stylegan2_r32"
+    bundle = jgan.load(fixture_dir(name) / f"{name}.pth")
+    io, _ = fixture_io(name)
+    wp = np.asarray(io["wp"])
+    other = wp[::-1]
+    mixed = np.asarray(mix_styles(wp, other, [0, 1, 2]))
+    np.testing.assert_array_equal(mixed[:, :3], other[:, :3])
+    np.testing.assert_array_equal(mixed[:, 3:], wp[:, 3:])
+    image = jgan.synthesize(bundle.generator, mixed, space="wp")["image"]
+    coarse = jgan.synthesize(bundle.generator, other, space="wp")["image"]
+    fine = jgan.synthesize(bundle.generator, wp, space="wp")["image"]
+    assert 0 < np.abs(image - coarse).max() and 0 < np.abs(image - fine).max()

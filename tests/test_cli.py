@@ -20,6 +20,8 @@ def test_convert_then_synthesize(tmp_path):
     args = ["--num", "5", "--batch-size", "4", "--seed", "7", "--trunc-psi", "0.7"]
     assert cli(["synthesize", str(source), *args, "--outdir", str(tmp_path / "a")]) == 0
     assert cli(["synthesize", str(model), *args, "--outdir", str(tmp_path / "b")]) == 0
+    # A missing parent directory is created.
+    assert cli(["synthesize", str(model), "--num", "1", "--outdir", str(tmp_path / "x/y")]) == 0
     a, b = tmp_path / "a", tmp_path / "b"
     assert sorted(p.name for p in a.glob("*.png")) == [f"{i:06d}.png" for i in range(5)] + [
         "grid.png"

@@ -63,7 +63,8 @@ def sample_to_dir(generator, outdir, *, num, seed=0, batch_size=8, label=None, *
     outputs = {name: np.concatenate(parts) for name, parts in outputs.items()}
     images = to_uint8(outputs.pop("image"))
     outdir = os.path.abspath(outdir)
-    staging = tempfile.mkdtemp(prefix=".jgan-", dir=os.path.dirname(outdir) or ".")
+    os.makedirs(os.path.dirname(outdir), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".jgan-", dir=os.path.dirname(outdir))
     try:
         for i, image in enumerate(images):
             save_png(os.path.join(staging, f"{i:06d}.png"), image)
