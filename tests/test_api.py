@@ -151,3 +151,18 @@ def test_style_mixing_takes_the_chosen_layers():
     coarse = jgan.synthesize(bundle.generator, other, space="wp")["image"]
     fine = jgan.synthesize(bundle.generator, wp, space="wp")["image"]
     assert 0 < np.abs(image - coarse).max() and 0 < np.abs(image - fine).max()
+
+
+def test_overrides_settle_what_the_file_cannot_tell():
+    name = "genforce_stylegan_r32"
+    path = fixture_dir(name) / f"{name}.pth"
+    io, meta = fixture_io(name)
+    # Redundant overrides (the original constructor's own arguments) are accepted.
+    same = jgan.load(path, **meta["constructor_kwargs"])
+    assert_parity(nchw(jgan.synthesize(same.generator, io["z"])["image"]), io["image"], name)
+    # A fused path forced below 128 px has the same tensors: only an override selects it.
+    fused = jgan.load(path, fused_scale=True)
+    assert fused.generator.config["fused_scale"] is True
+    assert fused.discriminator.config["fused_scale"] is True
+    image = jgan.synthesize(fused.generator, io["z"])["image"]
+    assert np.abs(nchw(image) - io["image"]).max() > 1e-2
