@@ -7,6 +7,7 @@ logits = jgan.discriminate(bundle.discriminator, out["image"])
 
 from jgan.api import discriminate, synthesize
 from jgan.bundle import Bundle, load, save_model_dir
+from jgan.encoding import encode
 from jgan.errors import CheckpointError, InputError, JganError
 from jgan.perceptual import lpips, perceptual_features
 
@@ -16,6 +17,7 @@ __all__ = [
     "InputError",
     "JganError",
     "discriminate",
+    "encode",
     "load",
     "lpips",
     "perceptual_features",

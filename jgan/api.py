@@ -36,7 +36,19 @@ def _discriminate(graphdef, state, images, label):
     return nnx.merge(graphdef, state)(images, label=label)
 
 
-def _as_array(x, name):
+def placed(module):
+    """(graph definition, state) of `module` with its state replicated on every device.
+
+    The module keeps the placed arrays, so later calls find them in place instead of copying
+    the parameters to every device again.
+    """
+    graphdef, state = nnx.split(module)
+    state = parallel.replicate(state)
+    nnx.update(module, state)
+    return graphdef, state
+
+
+def as_input_array(x, name):
     x = np.asarray(x) if not isinstance(x, jax.Array) else x
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(np.float32)
@@ -75,15 +87,15 @@ def synthesize(
         raise InputError("noise_mode='random' needs key=jax.random.key(seed)")
     if trunc_psi is not None and "w" not in generator.latent_spaces:
         raise InputError(f"{type(generator).__name__} has no W space to truncate in")
-    codes = _as_array(codes, "codes")
-    graphdef, state = nnx.split(generator)
+    codes = as_input_array(codes, "codes")
+    graphdef, state = placed(generator)
     layers = -1 if trunc_layers is None else trunc_layers
     num_layers = getattr(generator, "num_layers", 0)
     return _generate(
         graphdef,
-        parallel.replicate(state),
+        state,
         parallel.shard_batch(codes),
-        None if label is None else parallel.shard_batch(_as_array(label, "label")),
+        None if label is None else parallel.shard_batch(as_input_array(label, "label")),
         jnp.float32(1.0 if trunc_psi is None else trunc_psi),
         jnp.int32(num_layers if layers < 0 else layers),
         key,
@@ -99,11 +111,11 @@ def discriminate(discriminator, images, label=None):
     Minibatch-stddev layers mix the samples of the batch, as in the originals, so scores
     depend on the whole batch passed in one call.
     """
-    images = _as_array(images, "images")
-    graphdef, state = nnx.split(discriminator)
+    images = as_input_array(images, "images")
+    graphdef, state = placed(discriminator)
     return _discriminate(
         graphdef,
-        parallel.replicate(state),
+        state,
         parallel.shard_batch(images),
-        None if label is None else parallel.shard_batch(_as_array(label, "label")),
+        None if label is None else parallel.shard_batch(as_input_array(label, "label")),
     )

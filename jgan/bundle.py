@@ -1,7 +1,10 @@
 """What a model file holds, and jgan's own model directories.
 
 A jgan model directory is `jgan_model.json` (architecture and the constructor arguments of
-each module, enough to rebuild them) plus `params/`, an orbax checkpoint of their state.
+each module, enough to rebuild them) plus `params/`, an orbax checkpoint of their state. The
+classes of the generators and the discriminator follow from the bundle's `arch`; every
+module's own `arch` is recorded too ('arches'), which names the class of an encoder or
+perceptual network.
 """
 
 import dataclasses
@@ -14,12 +17,14 @@ from flax import nnx
 
 from jgan import checkpoint
 from jgan.errors import CheckpointError, InputError
-from jgan.models.registry import build_abstract, model_classes
+from jgan.models.registry import build_abstract, model_classes, module_class
 
 MANIFEST = "jgan_model.json"
 FORMAT = "jgan-model"
 VERSION = 1
-ROLES = ("generator", "generator_raw", "discriminator")
+ROLES = ("generator", "generator_raw", "discriminator", "encoder", "perceptual")
+GAN_ROLES = {"generator": 0, "generator_raw": 0, "discriminator": 1}
+"""Roles whose class is `model_classes(arch)[index]`; the others use `module_class(arch)`."""
 
 
 @dataclasses.dataclass
@@ -40,6 +45,7 @@ class Bundle:
         modules = {role: getattr(self, role) for role in ROLES}
         return {
             "arch": self.arch,
+            "arches": {role: m.arch for role, m in modules.items() if m is not None},
             **{role: None if m is None else m.config for role, m in modules.items()},
             "source": self.source,
         }
@@ -104,10 +110,16 @@ def read_model_dir(path):
             f"{manifest.get('format')!r} version {manifest.get('version')!r}"
         )
     arch = manifest["arch"]
-    G, D = model_classes(arch)
-    classes = {"generator": G, "generator_raw": G, "discriminator": D}
+    arches = manifest.get("arches", {})
+
+    def role_class(role):
+        role_arch = arches.get(role, arch)
+        if role in GAN_ROLES:
+            return model_classes(role_arch)[GAN_ROLES[role]]
+        return module_class(role_arch)
+
     modules = {
-        role: build_abstract(classes[role], manifest[role])
+        role: build_abstract(role_class(role), manifest[role])
         for role in ROLES
         if manifest.get(role) is not None
     }

@@ -16,7 +16,7 @@ import jax
 from flax import nnx
 
 from jgan import parallel
-from jgan.api import _as_array
+from jgan.api import as_input_array, placed
 from jgan.errors import InputError
 from jgan.models.lpips import LPIPS, TAPS
 from jgan.models.vgg import VGG16, check_layers, min_size
@@ -33,7 +33,7 @@ def _lpips(graphdef, state, x0, x1, *, spatial):
 
 
 def _images(images, name, layers):
-    images = _as_array(images, name)
+    images = as_input_array(images, name)
     if images.ndim != 4 or images.shape[-1] != 3:
         nchw = images.ndim == 4 and images.shape[1] == 3
         hint = " (NCHW? transpose with x.transpose(0, 2, 3, 1))" if nchw else ""
@@ -63,10 +63,8 @@ def perceptual_features(net, images, layers=("relu4_3",)):
     _check_module(net, VGG16, "perceptual_features")
     layers = check_layers(layers)
     images = _images(images, "images", layers)
-    graphdef, state = nnx.split(net)
-    return _features(
-        graphdef, parallel.replicate(state), parallel.shard_batch(images), layers=layers
-    )
+    graphdef, state = placed(net)
+    return _features(graphdef, state, parallel.shard_batch(images), layers=layers)
 
 
 def lpips(net, x0, x1, *, details=False):
@@ -80,10 +78,10 @@ def lpips(net, x0, x1, *, details=False):
     x0, x1 = _images(x0, "x0", TAPS), _images(x1, "x1", TAPS)
     if x0.shape != x1.shape:
         raise InputError(f"x0 and x1 must have the same shape; got {x0.shape} and {x1.shape}")
-    graphdef, state = nnx.split(net)
+    graphdef, state = placed(net)
     out = _lpips(
         graphdef,
-        parallel.replicate(state),
+        state,
         parallel.shard_batch(x0),
         parallel.shard_batch(x1),
         spatial=details,

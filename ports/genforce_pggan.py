@@ -98,7 +98,8 @@ def infer_generator_config(state, *, label_size=0):
 
     layer0 takes z_space_dim + label_size inputs, which the generator's tensors cannot tell
     apart: pass `label_size` (the discriminator's, see `infer_discriminator_config`) for a
-    conditional model. final_tanh and use_wscale leave no trace in the file (defaults).
+    conditional model. final_tanh and use_wscale leave no trace in the file (defaults). Widths
+    that follow no fmaps formula are returned as the `channels` table.
     """
     role = "generator"
     num_blocks, resolution = _num_blocks(state, "output", role)
@@ -112,7 +113,12 @@ def infer_generator_config(state, *, label_size=0):
         INIT_RES << block: _shape(state, f"layer{2 * block + 1}.weight", role)[0]
         for block in range(num_blocks)
     }
-    fmaps_base, fmaps_max = _fmaps(widths, role)
+    try:
+        fmaps_base, fmaps_max = _fmaps(widths, role)
+        channels = None
+    except CheckpointError:  # a hand-set width table (interfacegan's): kept as it is
+        fmaps_base, fmaps_max = _DEFAULT_FMAPS_BASE, 512
+        channels = tuple(widths[res] for res in sorted(widths))
     return {
         "resolution": resolution,
         "z_space_dim": inputs - label_size,
@@ -123,6 +129,7 @@ def infer_generator_config(state, *, label_size=0):
         "use_wscale": True,
         "fmaps_base": fmaps_base,
         "fmaps_max": fmaps_max,
+        "channels": channels,
     }
 
 

@@ -79,7 +79,8 @@ def _resolution(num_blocks, what):
 
 
 def infer_generator_config(state):
-    """StyleGANGenerator constructor kwargs of a genforce generator state dict."""
+    """StyleGANGenerator constructor kwargs of a genforce generator state dict; widths that
+    follow no fmaps formula are returned as the `channels` table."""
     mapping_layers = _count(state, r"mapping\.dense(\d+)\.weight")
     num_layers = _count(state, r"synthesis\.layer(\d+)\.style\.weight")
     if mapping_layers == 0 or num_layers % 2:
@@ -109,7 +110,12 @@ def infer_generator_config(state):
         INIT_RES << b: _shape(state, f"synthesis.layer{2 * b + 1}.weight")[0]
         for b in range(num_blocks)
     }
-    fmaps_base, fmaps_max = infer_fmaps(widths)
+    try:
+        fmaps_base, fmaps_max = infer_fmaps(widths)
+        channels = None
+    except CheckpointError:  # a hand-set width table (interfacegan's): kept as it is
+        fmaps_base, fmaps_max = _FMAPS_BASE, _FMAPS_MAX
+        channels = tuple(widths[res] for res in sorted(widths))
     return {
         "resolution": resolution,
         "z_space_dim": z_space_dim,
@@ -127,6 +133,7 @@ def infer_generator_config(state):
         "noise_type": "spatial" if len(noise_weight) == 1 else "channel",
         "fmaps_base": fmaps_base,
         "fmaps_max": fmaps_max,
+        "channels": channels,
     }
 
 

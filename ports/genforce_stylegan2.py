@@ -25,6 +25,16 @@ DISCRIMINATOR_IGNORED = {
     r"((skip_)?layer\d+\.filter|downsample)\.kernel": DOWN_KERNEL[None, None],
 }
 _FMAPS_BASE, _FMAPS_MAX = 32 << 10, 512
+GENFORCE_GENERATOR = {
+    "channels": None,
+    "conv_clamp": None,
+    "label_embedding": "concat",
+    "label_embed_dim": None,
+    "has_w_avg": True,
+}
+"""The options genforce's generator does not have (NVIDIA's and rosinality's), switched off."""
+GENFORCE_DISCRIMINATOR = {"channels": None, "conv_clamp": None, "cmap_dim": None, "cmap_layers": 8}
+"""The same for the discriminator."""
 
 
 def _indices(state, pattern):
@@ -147,6 +157,7 @@ def infer_generator_config(state):
         "use_wscale": True,
         "fmaps_base": fmaps_base,
         "fmaps_max": fmaps_max,
+        **GENFORCE_GENERATOR,
     }
 
 
@@ -191,6 +202,7 @@ def infer_discriminator_config(state):
         "minibatch_std_channels": mbstd_channels if mbstd_channels > 0 else 1,
         "fmaps_base": fmaps_base,
         "fmaps_max": fmaps_max,
+        **GENFORCE_DISCRIMINATOR,
     }
 
 

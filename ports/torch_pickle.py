@@ -15,6 +15,7 @@ import math
 import operator
 import os
 import pickle
+import pickletools
 import re
 import reprlib
 import struct
@@ -29,12 +30,26 @@ import numpy as np
 
 from jgan.errors import CheckpointError
 
-__all__ = ["LEGACY_MAGIC_NUMBER", "TORCH_GLOBALS", "TorchDtype", "read_torch_file"]
+__all__ = [
+    "LEGACY_MAGIC_NUMBER",
+    "TORCH_GLOBALS",
+    "TorchDtype",
+    "read_pickle_file",
+    "read_torch_file",
+]
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 """First pickle of a legacy (non-zip) torch.save file."""
 _LEGACY_PROTOCOL_VERSION = 1001
 _ZIP_SIGNATURE = b"PK\x03\x04"
+MAX_DEPTH = 100
+"""Deepest nesting of containers a checkpoint may have (NVIDIA's network pickles, the deepest
+known, reach 34 as _check_opcodes counts): deeper ones could exhaust the C stack when Python
+hashes or walks them."""
+MAX_ENTRIES = 10**7
+"""Most entries a walk over a checkpoint's contents may visit, counting a shared container once
+per reference to it: a few hundred bytes of pickle can describe containers that refer twice
+to the next, 2**n entries for whoever walks them without a memo."""
 
 # What malformed input makes the standard library raise while parsing; all become CheckpointError.
 _PARSE_ERRORS = (
@@ -304,6 +319,129 @@ TORCH_GLOBALS: Mapping[tuple[str, str], object] = types.MappingProxyType(_allowe
 """(module, name) of each global a checkpoint may name, mapped to the stand-in it becomes."""
 
 
+class _StandIn(NamedTuple):
+    """A stand-in function as the unpickler hands it out: immutable, so that no opcode can
+    alter it (a tuple has no attributes to set, and BUILD is refused)."""
+
+    name: str
+    function: Callable
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+    def __setstate__(self, state):
+        raise _corrupt(f"a BUILD opcode aims at the stand-in for {self.name}, which is refused")
+
+
+class _BoundedReader:
+    """Reads of a file that never ask for more bytes than it has left.
+
+    Pickle opcodes carry their own lengths, and what reads them (the C unpickler, pickletools)
+    allocates that length before reading: a 20-byte file could claim a string of 2**40 bytes.
+    """
+
+    def __init__(self, file: BinaryIO):
+        self._file, self._left = file, _bytes_left(file)
+
+    def read(self, size: int) -> bytes:
+        self.check(size)
+        data = self._file.read(size)
+        self._left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self._file.readline()
+        self._left -= len(line)
+        return line
+
+    def check(self, size: int) -> None:
+        if size > self._left:
+            raise _corrupt(f"a pickle needs {size} more bytes where {self._left} are left")
+
+
+_REFUSED_OPCODES = {"EXT1", "EXT2", "EXT4"}
+"""Opcodes that reach globals through copyreg's process-wide extension cache, not find_class."""
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
+_MUTATORS = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}
+_MEMO_LEAD = 1 << 16
+"""How far memo indices may run ahead of the opcodes so far (writers number them in order;
+hand-made pickles may skip some): the C unpickler sizes its memo by the highest index."""
+
+
+def _check_opcodes(file: BinaryIO) -> None:
+    """Walks the opcodes of the pickle at the position of `file` before the unpickler runs them,
+    and returns to that position.
+
+    Refused, because the C unpickler would act on them before any stand-in could: lengths
+    (of strings, bytes and frames) beyond the end of the file and memo indices far beyond the
+    opcodes so far (it allocates both up front), extension codes (EXT1/2/4), and containers
+    nested deeper than MAX_DEPTH or holding more than MAX_ENTRIES entries counted through
+    shared references (it hashes dict keys and set items recursively in C, with no memo).
+    Both are followed on a model of the unpickler's stack that holds, for each value, its
+    (depth, entries).
+    """
+    start = file.tell()
+    stack: list[tuple[int, int]] = []
+    marks: list[int] = []
+    memo: dict[int, tuple[int, int]] = {}
+    reader = _BoundedReader(file)
+    for count, (opcode, arg, _) in enumerate(pickletools.genops(reader)):
+        name = opcode.name
+        if name == "FRAME":  # genops reads the length, the unpickler then reads the frame
+            reader.check(arg)
+        if name in _REFUSED_OPCODES:
+            raise _Invalid(
+                f"uses the copyreg extension code {arg} ({name}), which is refused: only "
+                "globals named in the file are looked up, against the allowlist"
+            )
+        if name == "MARK":
+            marks.append(len(stack))
+            continue
+        before = opcode.stack_before
+        if pickletools.markobject in before:
+            if not marks:
+                raise _corrupt(f"{name} without a MARK")
+            cut = marks.pop() - before.index(pickletools.markobject)
+        else:
+            cut = len(stack) - len(before)
+        if cut < 0:
+            raise _corrupt(f"{name} finds too few values on the pickle's stack")
+        popped = stack[cut:]
+        del stack[cut:]
+        if name in _MEMO_PUTS or name == "MEMOIZE":
+            index = len(memo) if name == "MEMOIZE" else arg
+            if not (stack or popped) or index > count + _MEMO_LEAD:
+                raise _corrupt(f"{name} {index} after {count} opcodes")
+            stack += popped
+            memo[index] = stack[-1]
+        elif name in _MEMO_GETS:
+            if arg not in memo:
+                raise _corrupt(f"{name} {arg} reads an empty memo slot")
+            stack.append(memo[arg])
+        elif name == "DUP":
+            stack += popped * 2
+        else:
+            parts = popped[name in _MUTATORS :]  # a mutator's container stays on the stack
+            depth = 1 + max((d for d, _ in parts), default=0)
+            entries = 1 + sum(e for _, e in parts)
+            if name in _MUTATORS:
+                depth, entries = max(depth, popped[0][0]), entries + popped[0][1] - 1
+            _check_size(depth, entries)
+            stack += [(depth, entries)] * len(opcode.stack_after)
+    file.seek(start)
+
+
+def _check_size(depth: int, entries: int) -> None:
+    if depth > MAX_DEPTH:
+        raise _Invalid(f"nests containers more than {MAX_DEPTH} levels deep, which is refused")
+    if entries > MAX_ENTRIES:
+        raise _Invalid(
+            f"refers to shared containers so often that a walk over it visits more than "
+            f"{MAX_ENTRIES} entries, which is refused"
+        )
+
+
 class _CheckpointUnpickler(pickle.Unpickler):
     """Unpickler that finds globals only in an allowlist and storages only through a callback."""
 
@@ -314,6 +452,7 @@ class _CheckpointUnpickler(pickle.Unpickler):
         load_storage: Callable[[Any], _StorageRef] | None = None,
     ):
         super().__init__(file, encoding="utf-8")
+        self._file = file
         self._allowed_globals = allowed_globals
         self._load_storage = load_storage
 
@@ -326,9 +465,12 @@ class _CheckpointUnpickler(pickle.Unpickler):
                 "containers are allowed, and nothing in a checkpoint is executed"
             ) from None
         if isinstance(stand_in, types.FunctionType):
-            # A fresh wrapper, so that a BUILD opcode aimed at it cannot alter the shared function.
-            return functools.partial(stand_in)
+            return _StandIn(f"{module}.{name}", stand_in)  # a function could be altered
         return stand_in
+
+    def load(self):
+        _check_opcodes(self._file)
+        return super().load()
 
     def persistent_load(self, pid):
         if self._load_storage is None:
@@ -377,6 +519,12 @@ def _tensor_array(tensor: _PendingTensor, records: Mapping[str, bytes], byteorde
             f"needs {(tensor.offset + span) * itemsize} bytes of storage {storage.key!r}, "
             f"which has {stop - start}"
         )
+    if math.prod(tensor.shape) * itemsize > stop - start:
+        raise _Invalid(
+            f"holds a tensor of size {reprlib.repr(tensor.shape)} that repeats the {stop - start} "
+            f"bytes of storage {storage.key!r} (overlapping or zero strides), which is refused: "
+            f"it would take {math.prod(tensor.shape) * itemsize} bytes"
+        )
     view = np.ndarray(
         tensor.shape,
         dtype=tensor.dtype.newbyteorder(byteorder),
@@ -391,20 +539,24 @@ def _resolve(tree: Any, records: Mapping[str, bytes], byteorder: str) -> Any:
     """Replace every stand-in the unpickler left in `tree` by the numpy object it describes.
 
     Dicts, lists and namespaces are updated in place and tuples rebuilt; an object seen twice
-    (shared by the pickle's memo) gets one result.
+    (shared by the pickle's memo) gets one result. Contents deeper than MAX_DEPTH, or with
+    more than MAX_ENTRIES entries in a walk, are refused.
     """
-    done: dict[int, tuple[Any, Any]] = {}  # id -> (object, result); keeps the object alive
+    done: dict[int, tuple[Any, Any, int]] = {}  # id -> (object, result, entries in a walk)
 
-    def visit(obj: Any) -> Any:
+    def visit(obj: Any, depth: int = 0) -> tuple[Any, int]:
         if id(obj) in done:
-            return done[id(obj)][1]
+            return done[id(obj)][1:]
+        _check_size(depth, 0)  # containers filled after they were shared escape _check_opcodes
+        entries = 1
         if isinstance(obj, (dict, list, types.SimpleNamespace)):
-            done[id(obj)] = obj, obj  # registered first: a container may hold itself
+            done[id(obj)] = obj, obj, entries  # registered first: a container may hold itself
             items = vars(obj) if isinstance(obj, types.SimpleNamespace) else obj
             for key in list(items.keys() if isinstance(items, dict) else range(len(items))):
-                items[key] = visit(items[key])
-            return obj
-        if isinstance(obj, _PendingTensor):
+                items[key], count = visit(items[key], depth + 1)
+                entries += count
+            result = obj
+        elif isinstance(obj, _PendingTensor):
             result = _tensor_array(obj, records, byteorder)
         elif isinstance(obj, _PendingNumpyArray):
             if obj.array is None:
@@ -412,22 +564,33 @@ def _resolve(tree: Any, records: Mapping[str, bytes], byteorder: str) -> Any:
             result = obj.array
         elif isinstance(obj, _PendingNumpyDtype):
             result = obj.dtype
+        elif isinstance(obj, _StorageRef):  # a storage saved on its own: its elements, flat
+            whole = _PendingTensor(obj, obj.dtype, 0, (obj.numel,), (1,))
+            result = _tensor_array(whole, records, byteorder)
         elif type(obj) is tuple:
-            result = tuple(visit(item) for item in obj)
+            visited = [visit(item, depth + 1) for item in obj]
+            result = tuple(item for item, _ in visited)
+            entries += sum(count for _, count in visited)
         else:
-            return obj
-        done[id(obj)] = obj, result
-        return result
+            return obj, entries
+        _check_size(depth, entries)
+        done[id(obj)] = obj, result, entries
+        return result, entries
 
-    return visit(tree)
+    return visit(tree)[0]
 
 
 def _read_zip(file: BinaryIO, allowed: Mapping[tuple[str, str], object]) -> Any:
     """The contents of a torch >= 1.6 zip checkpoint: <dir>/data.pkl plus <dir>/data/<key>."""
     with zipfile.ZipFile(file) as archive:
+        _check_member_names(archive.namelist())
         pickles = [n for n in archive.namelist() if re.fullmatch(r"[^/]+/data\.pkl", n)]
         if not pickles:
             raise _Invalid("is not a PyTorch checkpoint: a zip archive without <dir>/data.pkl")
+        if len(pickles) > 1:
+            raise _Invalid(
+                f"has {len(pickles)} data.pkl records ({', '.join(pickles)}), one expected"
+            )
         prefix = pickles[0][: -len("data.pkl")]
         byteorder = _archive_byteorder(archive, prefix)
         records: dict[str, bytes] = {}
@@ -441,7 +604,7 @@ def _read_zip(file: BinaryIO, allowed: Mapping[tuple[str, str], object]) -> Any:
                 )
             return storage
 
-        data_pkl = io.BytesIO(archive.read(pickles[0]))
+        data_pkl = io.BytesIO(_read_member(archive, archive.getinfo(pickles[0])))
         tree = _CheckpointUnpickler(data_pkl, allowed, load_storage).load()
     return _resolve(tree, records, byteorder)
 
@@ -449,9 +612,10 @@ def _read_zip(file: BinaryIO, allowed: Mapping[tuple[str, str], object]) -> Any:
 def _archive_byteorder(archive: zipfile.ZipFile, prefix: str) -> str:
     """'<' or '>' from the <dir>/byteorder record; archives without one are little-endian."""
     try:
-        recorded = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        info = archive.getinfo(prefix + "byteorder")
     except KeyError:
         return "<"
+    recorded = _read_member(archive, info).decode("ascii", "replace").strip()
     if recorded not in ("little", "big"):
         raise _corrupt(f"{prefix}byteorder says {recorded!r}, neither 'little' nor 'big'")
     return "<" if recorded == "little" else ">"
@@ -463,11 +627,43 @@ def _read_record(archive: zipfile.ZipFile, name: str, size: int) -> bytes:
         info = archive.getinfo(name)
     except KeyError:
         raise _corrupt(f"the storage record {name} is missing") from None
-    with archive.open(info) as record:
-        data = record.read(size)
-    if len(data) < size:
+    if info.file_size < size:
+        raise _corrupt(f"the storage record {name} has {info.file_size} bytes, its storage {size}")
+    data = _read_member(archive, info, size)
+    if len(data) < size:  # the archive ends before the size its directory gives
         raise _corrupt(f"the storage record {name} has {len(data)} bytes, its storage {size}")
     return data
+
+
+def _check_member_names(names: list[str]) -> None:
+    """Refuses names that would escape a directory if extracted (nothing ever is) and duplicates,
+    which readers resolve differently."""
+    for name in names:
+        if name.startswith("/") or "\\" in name or ".." in name.split("/") or ":" in name:
+            raise _Invalid(
+                f"has the member {name!r}, which is refused: a torch.save archive only holds "
+                "relative <dir>/<record> names"
+            )
+    if len(set(names)) < len(names):
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        raise _Invalid(f"has several members named {reprlib.repr(duplicates)}, which is refused")
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int = -1) -> bytes:
+    """The first `size` bytes (all when -1) of an uncompressed, unencrypted archive member.
+
+    torch.save stores every record as it is; a compressed one is refused rather than
+    inflated, since a few bytes of it could inflate to gigabytes.
+    """
+    if info.flag_bits & 0x1:
+        raise _Invalid(f"has the encrypted record {info.filename}, which is refused")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise _Invalid(
+            f"has the compressed record {info.filename}, which is refused: torch.save stores "
+            "records uncompressed (re-zip it with `zip -0`)"
+        )
+    with archive.open(info) as member:
+        return member.read(size)
 
 
 def _read_legacy(file: BinaryIO, allowed: Mapping[tuple[str, str], object]) -> Any:
@@ -498,7 +694,7 @@ def _read_legacy(file: BinaryIO, allowed: Mapping[tuple[str, str], object]) -> A
     keys = _CheckpointUnpickler(file, {}).load()
     if not isinstance(keys, list):
         raise _corrupt("the list of storage keys is missing")
-    remaining = os.fstat(file.fileno()).st_size - file.tell()
+    remaining = _bytes_left(file)
     records: dict[str, bytes] = {}
     for key in keys:
         storage = roots.get(_text(key, "storage key"))
@@ -516,6 +712,14 @@ def _read_legacy(file: BinaryIO, allowed: Mapping[tuple[str, str], object]) -> A
             raise _corrupt(f"the file ends inside storage record {storage.key!r}")
         records[storage.key] = file.read(size)
     return _resolve(tree, records, "<")
+
+
+def _bytes_left(file: BinaryIO) -> int:
+    """Bytes between the position of `file` and its end; the position is kept."""
+    position = file.tell()
+    end = file.seek(0, os.SEEK_END)
+    file.seek(position)
+    return end - position
 
 
 def _starts_with_legacy_magic(file: BinaryIO, allowed: Mapping[tuple[str, str], object]) -> bool:
@@ -541,8 +745,62 @@ def read_torch_file(
     run before tensors are built, so they see tensors as opaque placeholders and should keep them
     in dicts, lists, tuples or namespaces: the arrays are put in their place there.
     """
-    source = os.fspath(path)
     allowed = {**TORCH_GLOBALS, **(extra_globals or {})}
+    return _read_file(path, functools.partial(_read_torch_save, allowed=allowed))
+
+
+def read_pickle_file(
+    path: str | os.PathLike, extra_globals: Mapping[tuple[str, str], object] | None = None
+) -> Any:
+    """The object a plain pickle file (pickle.dump, not torch.save) holds; runs nothing.
+
+    Read like read_torch_file. A tensor pickled outside torch.save carries its storage as the
+    bytes of a nested torch.save file (torch.storage._load_from_bytes), as in NVIDIA's network
+    pickles: those bytes are read with the torch.save allowlist alone, so nesting stops there.
+    """
+    allowed = {**TORCH_GLOBALS, **(extra_globals or {})}
+    return _read_file(path, functools.partial(_read_plain_pickle, allowed=allowed))
+
+
+def _read_torch_save(file: BinaryIO, allowed: Mapping[tuple[str, str], object]) -> Any:
+    if file.read(len(_ZIP_SIGNATURE)) == _ZIP_SIGNATURE:
+        file.seek(0)
+        return _read_zip(file, allowed)
+    file.seek(0)
+    if not _starts_with_legacy_magic(file, allowed):
+        raise _Invalid(
+            "is not a PyTorch checkpoint: neither a torch.save zip archive nor a legacy "
+            "torch.save file"
+        )
+    return _read_legacy(file, allowed)
+
+
+def _read_plain_pickle(file: BinaryIO, allowed: Mapping[tuple[str, str], object]) -> Any:
+    records: dict[str, np.ndarray] = {}
+
+    def load_from_bytes(data: Any) -> _StorageRef:
+        if not isinstance(data, bytes):
+            raise _corrupt(f"a nested storage is {reprlib.repr(data)} instead of bytes")
+        try:
+            storage = _read_torch_save(io.BytesIO(data), TORCH_GLOBALS)
+        except _RefusedGlobal:
+            raise
+        except _Invalid as error:
+            raise _Invalid(f"has a nested storage that {error}") from error
+        if not (isinstance(storage, np.ndarray) and storage.ndim == 1):
+            raise _corrupt(f"a nested torch.save file holds {type(storage).__name__}, no storage")
+        key = f"nested storage {len(records)}"
+        records[key] = storage.view(np.uint8)
+        return _StorageRef(key, storage.dtype, 0, storage.size)
+
+    nested = {**allowed, ("torch.storage", "_load_from_bytes"): load_from_bytes}
+    tree = _CheckpointUnpickler(file, nested).load()
+    return _resolve(tree, records, "=")
+
+
+def _read_file(path: str | os.PathLike, read: Callable[[BinaryIO], Any]) -> Any:
+    """read(file) on the opened file; every failure becomes a CheckpointError naming the file."""
+    source = os.fspath(path)
     try:
         file = open(source, "rb")
     except FileNotFoundError as error:
@@ -551,16 +809,7 @@ def read_torch_file(
         raise CheckpointError(f"{source} cannot be read: {error}") from error
     with file:
         try:
-            if file.read(len(_ZIP_SIGNATURE)) == _ZIP_SIGNATURE:
-                file.seek(0)
-                return _read_zip(file, allowed)
-            file.seek(0)
-            if not _starts_with_legacy_magic(file, allowed):
-                raise _Invalid(
-                    "is not a PyTorch checkpoint: neither a torch.save zip archive nor a legacy "
-                    "torch.save file"
-                )
-            return _read_legacy(file, allowed)
+            return read(file)
         except CheckpointError:
             raise
         except _Invalid as error:

@@ -33,7 +33,7 @@ def convention_of(state):
     """'torchvision' or 'caffe' for a VGG16 state dict, None for anything else."""
     if not isinstance(state, dict):
         return None
-    keys = {k for k in state if not k.startswith("classifier.")}
+    keys = {k for k in state if not str(k).startswith("classifier.")}
     return next((c for c in PREFIXES if keys == _conv_keys(c)), None)
 
 

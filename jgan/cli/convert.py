@@ -1,6 +1,6 @@
 """Convert a checkpoint (genforce .pth, ...) into a jgan model directory."""
 
-from jgan.bundle import load, save_model_dir
+from jgan.bundle import ROLES, load, save_model_dir
 from jgan.cli.options import add_override_option, parse_overrides
 
 
@@ -14,5 +14,5 @@ def add_parser(parser):
 def run(args):
     bundle = load(args.src, **parse_overrides(args.override))
     path = save_model_dir(bundle, args.dst, overwrite=args.overwrite)
-    held = [r for r in ("generator", "generator_raw", "discriminator") if getattr(bundle, r)]
+    held = [role for role in ROLES if getattr(bundle, role) is not None]
     print(f"wrote {bundle.arch} model directory {path} ({', '.join(held)})")

@@ -3,10 +3,28 @@
 import argparse
 import sys
 
-from jgan.cli import convert, synthesize
+from jgan.cli import (
+    boundary,
+    convert,
+    edit,
+    export,
+    generate_data,
+    rescore,
+    sefa,
+    synthesize,
+)
 from jgan.errors import JganError
 
-COMMANDS = {"convert": convert, "synthesize": synthesize}
+COMMANDS = {
+    "convert": convert,
+    "export": export,
+    "synthesize": synthesize,
+    "sefa": sefa,
+    "boundary": boundary,
+    "generate-data": generate_data,
+    "edit": edit,
+    "rescore": rescore,
+}
 
 
 def build_parser():
@@ -18,7 +36,11 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(COMMANDS[args.command], "ACCEPTS_EXTRA_ARGS", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         COMMANDS[args.command].run(args)
     except JganError as error:

@@ -41,7 +41,7 @@ def sample_to_dir(generator, outdir, *, num, seed=0, batch_size=8, label=None, *
     if num < 1 or batch_size < 1:
         raise InputError("--num and --batch-size must be positive")
     key_codes, key_noise = jax.random.split(jax.random.key(seed))
-    z = np.asarray(jax.random.normal(key_codes, (num, generator.config["z_space_dim"])), np.float32)
+    z = np.asarray(jax.random.normal(key_codes, (num, generator.z_space_dim)), np.float32)
     labels = None
     if label is not None:
         size = generator.config.get("label_size", 0)

@@ -4,6 +4,8 @@ from typing import ClassVar
 
 from flax import nnx
 
+from jgan.errors import InputError
+
 
 class ConfiguredModule(nnx.Module):
     """A module that remembers the constructor arguments that rebuild it.
@@ -39,3 +41,22 @@ class Generator(ConfiguredModule):
 
 class Discriminator(ConfiguredModule):
     """A discriminator: `__call__(images, label=None)` returns logits."""
+
+
+def channel_table(channels, num_blocks):
+    """`channels` (feature maps per resolution, 4x4 first) checked as a tuple, or None.
+
+    Converted checkpoints whose widths were set by hand (interfacegan's hard-coded tables) do
+    not follow min(fmaps_base // res, fmaps_max); such a table then replaces the formula.
+    """
+    if channels is None:
+        return None
+    channels = tuple(channels)
+    if len(channels) != num_blocks or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels
+    ):
+        raise InputError(
+            f"channels must list {num_blocks} positive integers (one per resolution, 4x4 "
+            f"first); got {channels!r}"
+        )
+    return channels

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jgan.errors import InputError
-from jgan.models.base import Discriminator, Generator
+from jgan.models.base import Discriminator, Generator, channel_table
 from jgan.nn import (
     NOISE_MODES,
     SQRT2,
@@ -151,7 +151,8 @@ class ConvBlock(nnx.Module):
 
 
 class PGGANGenerator(Generator):
-    """The PGGAN generator (genforce `PGGANGenerator`, same arguments and defaults).
+    """The PGGAN generator (genforce `PGGANGenerator`, same arguments and defaults, plus
+    `channels`: a per-resolution width table replacing the fmaps formula, see `channel_table`).
 
     `lod` (a Buffer, 0 in released models) selects the output resolution in progressive
     training: resolution / 2**lod, nearest-upsampled to `resolution`, with a linear blend of
@@ -171,6 +172,7 @@ class PGGANGenerator(Generator):
         use_wscale=True,
         fmaps_base=16 << 10,
         fmaps_max=512,
+        channels=None,
         *,
         rngs: nnx.Rngs,
     ):
@@ -180,6 +182,8 @@ class PGGANGenerator(Generator):
         fmaps_base = _count("fmaps_base", fmaps_base)
         fmaps_max = _count("fmaps_max", fmaps_max)
         _check_sizes(resolution, fmaps_base)
+        self.num_blocks = int(math.log2(resolution // INIT_RES)) + 1
+        self.channels = channel_table(channels, self.num_blocks)
         self._remember_config(
             resolution=resolution,
             z_space_dim=z_space_dim,
@@ -190,6 +194,7 @@ class PGGANGenerator(Generator):
             use_wscale=bool(use_wscale),
             fmaps_base=fmaps_base,
             fmaps_max=fmaps_max,
+            channels=self.channels,
         )
         self.resolution = resolution
         self.z_space_dim = z_space_dim
@@ -197,7 +202,6 @@ class PGGANGenerator(Generator):
         self.image_channels = image_channels
         self.final_tanh = bool(final_tanh)
         self.fmaps_base, self.fmaps_max = fmaps_base, fmaps_max
-        self.num_blocks = int(math.log2(resolution // INIT_RES)) + 1
 
         self.lod = Buffer(jnp.zeros(()))
         wscale = {"use_wscale": bool(use_wscale), "rngs": rngs}
@@ -227,7 +231,10 @@ class PGGANGenerator(Generator):
             setattr(self, f"output{block}", to_rgb)
 
     def get_nf(self, res):
-        """Feature maps at resolution `res`: min(fmaps_base // res, fmaps_max)."""
+        """Feature maps at resolution `res`: min(fmaps_base // res, fmaps_max), or the entry
+        of the `channels` table when one is given."""
+        if self.channels is not None:
+            return self.channels[int(math.log2(res // INIT_RES))]
         return min(self.fmaps_base // res, self.fmaps_max)
 
     def generate(
@@ -258,6 +265,24 @@ class PGGANGenerator(Generator):
             raise InputError("PGGAN has no W space, so it cannot truncate: leave trunc_psi None")
         if noise_mode not in NOISE_MODES:
             raise InputError(f"noise_mode must be one of {NOISE_MODES}; got {noise_mode!r}")
+        x = self._latent_input(codes, label)
+        lod = _lod_value(lod, self.lod, self.num_blocks - 1)
+        image = None
+        for block in range(self.num_blocks):
+            x = getattr(self, f"layer{2 * block}")(x)
+            x = getattr(self, f"layer{2 * block + 1}")(x)
+            rgb = getattr(self, f"output{block}")(x)
+            if image is None:
+                image = rgb
+            else:
+                # genforce: alpha = ceil(lod) - lod while lod lies within one level above
+                # this block's, 1 below it, 0 further above (only upsampled).
+                block_lod = self.num_blocks - 1 - block
+                image = _blend(rgb, upsample_nearest(image), _clip01(block_lod + 1 - lod))
+        return {"image": jnp.tanh(image) if self.final_tanh else image}
+
+    def _latent_input(self, codes, label):
+        """Z codes (N, z_space_dim) [+ label] -> the 1x1 input map of layer0 (N, 1, 1, C)."""
         z = jnp.asarray(codes)
         if z.ndim != 2 or z.shape[1] != self.z_space_dim:
             raise InputError(
@@ -274,22 +299,32 @@ class PGGANGenerator(Generator):
             z = jnp.concatenate([z, jnp.asarray(label, z.dtype)], axis=1)
         elif label is not None:
             raise InputError("this PGGAN is unconditional (label_size 0); do not pass label=")
-        lod = _lod_value(lod, self.lod, self.num_blocks - 1)
+        return z[:, None, None, :]
 
-        x = z[:, None, None, :]
-        image = None
-        for block in range(self.num_blocks):
-            x = getattr(self, f"layer{2 * block}")(x)
-            x = getattr(self, f"layer{2 * block + 1}")(x)
-            rgb = getattr(self, f"output{block}")(x)
-            if image is None:
-                image = rgb
-            else:
-                # genforce: alpha = ceil(lod) - lod while lod lies within one level above
-                # this block's, 1 below it, 0 further above (only upsampled).
-                block_lod = self.num_blocks - 1 - block
-                image = _blend(rgb, upsample_nearest(image), _clip01(block_lod + 1 - lod))
-        return {"image": jnp.tanh(image) if self.final_tanh else image}
+    def features(self, codes, stop_layer, label=None):
+        """Output of `layer0` ... `layer{stop_layer - 1}` for Z codes: the first half of the
+        generator split at an intermediate layer, as mGANprior composes features there."""
+        self._check_split(stop_layer)
+        x = self._latent_input(codes, label)
+        for i in range(stop_layer):
+            x = getattr(self, f"layer{i}")(x)
+        return x
+
+    def from_features(self, x, start_layer):
+        """The second half: `layer{start_layer}` ... and the last ToRGB, as at lod 0 (the final
+        resolution; the `lod` buffer is not read)."""
+        self._check_split(start_layer)
+        for i in range(start_layer, 2 * self.num_blocks):
+            x = getattr(self, f"layer{i}")(x)
+        image = getattr(self, f"output{self.num_blocks - 1}")(x)
+        return jnp.tanh(image) if self.final_tanh else image
+
+    def _check_split(self, layer):
+        last = 2 * self.num_blocks  # splitting after the last conv leaves the ToRGB alone
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= last:
+            raise InputError(
+                f"the split layer of this PGGAN must be an integer in [1, {last}]; got {layer!r}"
+            )
 
 
 class DiscriminatorBlock(EqualizedConv):

@@ -1,4 +1,6 @@
-"""Architecture names -> (generator class, discriminator class), imported on first use."""
+"""Architecture names -> model classes, imported on first use: (generator, discriminator) per
+GAN architecture, and the class of each single-module architecture (encoders, perceptual
+networks), looked up by the module's own `arch`."""
 
 import importlib
 
@@ -8,6 +10,13 @@ _ARCHITECTURES = {
     "pggan": ("jgan.models.pggan", "PGGANGenerator", "PGGANDiscriminator"),
     "stylegan": ("jgan.models.stylegan", "StyleGANGenerator", "StyleGANDiscriminator"),
     "stylegan2": ("jgan.models.stylegan2", "StyleGAN2Generator", "StyleGAN2Discriminator"),
+    "stylegan3": ("jgan.models.stylegan3", "StyleGAN3Generator", "StyleGAN2Discriminator"),
+}
+
+_MODULES = {
+    "idinvert_encoder": ("jgan.models.encoders", "StyleGANEncoder"),
+    "vgg16": ("jgan.models.vgg", "VGG16"),
+    "lpips": ("jgan.models.lpips", "LPIPS"),
 }
 
 
@@ -23,6 +32,14 @@ def model_classes(arch):
     module_name, generator, discriminator = _ARCHITECTURES[arch]
     module = importlib.import_module(module_name)
     return getattr(module, generator), getattr(module, discriminator)
+
+
+def module_class(arch):
+    """The class of the single-module architecture `arch` (an encoder or perceptual network)."""
+    if arch not in _MODULES:
+        raise InputError(f"unknown module architecture {arch!r}; jgan knows {tuple(_MODULES)}")
+    module_name, name = _MODULES[arch]
+    return getattr(importlib.import_module(module_name), name)
 
 
 def build_abstract(cls, config):

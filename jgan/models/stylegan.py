@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jgan.errors import InputError
-from jgan.models.base import Discriminator
+from jgan.models.base import Discriminator, channel_table
 from jgan.models.latent import Mapping, StyleGenerator, Truncation
 from jgan.nn import (
     SQRT2,
@@ -263,14 +263,18 @@ class Synthesis(nnx.Module):
         noise_type="spatial",
         fmaps_base=16 << 10,
         fmaps_max=512,
+        channels=None,
         rngs,
     ):
         self.num_blocks = _num_blocks(resolution)
         self.num_layers = 2 * self.num_blocks
         self.w_space_dim, self.final_tanh = w_space_dim, final_tanh
         self.lod = Buffer(jnp.zeros(()))
+        table = channel_table(channels, self.num_blocks)
 
         def nf(res):
+            if table is not None:
+                return table[_num_blocks(res) - 1]
             return min(fmaps_base // res, fmaps_max)
 
         options = dict(use_wscale=use_wscale, noise_type=noise_type, rngs=rngs)
@@ -319,25 +323,31 @@ class Synthesis(nnx.Module):
             styles.append(jnp.pad(style, ((0, 0), (0, self.y_space_dim - style.shape[1]))))
         return jnp.stack(styles, axis=1)
 
-    def __call__(self, codes, *, lod=None, space="wp", noise_mode="const", key=None):
-        """NHWC image of W+ (or Y) codes; `lod` blends in the lower-resolution ToRGB outputs."""
+    def _check_space(self, space):
         if space == "y" and not isinstance(self.layer0, ConstLayer):
             raise InputError(
                 "Y codes need a model with const_input=True: without it, layer0 convolves the "
                 "W code itself"
             )
+
+    def _layer(self, i, x, codes, *, space, noise_mode, key):
+        """Layer i applied to `x` (None for layer0) with its code codes[:, i]."""
+        layer = getattr(self, f"layer{i}")
+        key = None if key is None else jax.random.fold_in(key, i)
+        kwargs = dict(space=space, noise_mode=noise_mode, key=key)
+        if i > 0:
+            return layer(x, codes[:, i], **kwargs)
+        if isinstance(layer, ConstLayer):
+            return layer(codes[:, 0], **kwargs)
+        return layer(codes[:, 0].reshape(-1, 1, 1, self.w_space_dim), codes[:, 0], **kwargs)
+
+    def __call__(self, codes, *, lod=None, space="wp", noise_mode="const", key=None):
+        """NHWC image of W+ (or Y) codes; `lod` blends in the lower-resolution ToRGB outputs."""
+        self._check_space(space)
         lod = _lod_value(lod, self.lod, self.num_blocks - 1)
-        image = None
+        x = image = None
         for i in range(self.num_layers):
-            layer = getattr(self, f"layer{i}")
-            layer_key = None if key is None else jax.random.fold_in(key, i)
-            kwargs = dict(space=space, noise_mode=noise_mode, key=layer_key)
-            if i == 0 and isinstance(layer, ConstLayer):
-                x = layer(codes[:, 0], **kwargs)
-            elif i == 0:
-                x = layer(codes[:, 0].reshape(-1, 1, 1, self.w_space_dim), codes[:, 0], **kwargs)
-            else:
-                x = layer(x, codes[:, i], **kwargs)
+            x = self._layer(i, x, codes, space=space, noise_mode=noise_mode, key=key)
             if i % 2:
                 block = i // 2
                 rgb = getattr(self, f"output{block}")(x)
@@ -350,13 +360,43 @@ class Synthesis(nnx.Module):
                     image = _blend(rgb, upsample_nearest(image), current + 1 - lod)
         return jnp.tanh(image) if self.final_tanh else image
 
+    def features(self, codes, stop_layer, *, space="wp", noise_mode="const", key=None):
+        """Output of `layer0` ... `layer{stop_layer - 1}`: the first half of the synthesis split
+        at an intermediate layer (mGANprior's feature composition). It reads codes[:, :stop_layer]
+        only; `key` gives the same noise as a whole forward pass."""
+        self._check_space(space)
+        self._check_split(stop_layer)
+        x = None
+        for i in range(stop_layer):
+            x = self._layer(i, x, codes, space=space, noise_mode=noise_mode, key=key)
+        return x
+
+    def from_features(self, x, codes, start_layer, *, space="wp", noise_mode="const", key=None):
+        """The second half: `layer{start_layer}` ... and the last ToRGB, as at lod 0 (the final
+        resolution; the `lod` buffer is not read). It reads codes[:, start_layer:] only."""
+        self._check_space(space)
+        self._check_split(start_layer)
+        for i in range(start_layer, self.num_layers):
+            x = self._layer(i, x, codes, space=space, noise_mode=noise_mode, key=key)
+        image = getattr(self, f"output{self.num_blocks - 1}")(x)
+        return jnp.tanh(image) if self.final_tanh else image
+
+    def _check_split(self, layer):
+        last = self.num_layers  # splitting after the last layer leaves the ToRGB alone
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= last:
+            raise InputError(
+                f"the split layer of this synthesis must be an integer in [1, {last}]; "
+                f"got {layer!r}"
+            )
+
 
 class StyleGANGenerator(StyleGenerator):
     """genforce's StyleGANGenerator; `generate()` accepts Z, W, W+ and Y (style) codes.
 
     Y codes (`space='y'`) are per-layer styles (N, num_layers, D >= y_space_dim), as genforce's
     `set_space_of_latent('y')` feeds them: layer i reads the first 2 * C_i entries. `y_codes(wp)`
-    computes them from W+ codes.
+    computes them from W+ codes. `channels` (jgan's addition) is a per-resolution width table
+    that replaces the fmaps formula, see `channel_table`.
     """
 
     arch = "stylegan"
@@ -380,10 +420,12 @@ class StyleGANGenerator(StyleGenerator):
         noise_type="spatial",
         fmaps_base=16 << 10,
         fmaps_max=512,
+        channels=None,
         *,
         rngs: nnx.Rngs,
     ):
         _check(resolution, fused_scale, fmaps_base, fmaps_max, image_channels, label_size)
+        channels = channel_table(channels, _num_blocks(resolution))
         if noise_type not in NOISE_TYPES:
             raise InputError(f"noise_type must be one of {NOISE_TYPES}; got {noise_type!r}")
         if not isinstance(mapping_layers, int) or mapping_layers < 1:
@@ -405,6 +447,7 @@ class StyleGANGenerator(StyleGenerator):
             noise_type=noise_type,
             fmaps_base=fmaps_base,
             fmaps_max=fmaps_max,
+            channels=channels,
         )
         num_layers = 2 * _num_blocks(resolution)
         self.mapping = Mapping(
@@ -431,6 +474,7 @@ class StyleGANGenerator(StyleGenerator):
             noise_type=noise_type,
             fmaps_base=fmaps_base,
             fmaps_max=fmaps_max,
+            channels=channels,
             rngs=rngs,
         )
 

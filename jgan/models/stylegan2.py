@@ -20,6 +20,15 @@ architectures differ in how the image is formed:
 Discriminator: FromRGB, per resolution conv 3x3 then FIR + stride-2 conv 3x3, then
 minibatch-stddev, conv, two dense layers. resnet adds a FIR + stride-2 1x1 skip conv per
 block; skip adds a FromRGB of the FIR-downsampled image at every resolution.
+
+NVIDIA's StyleGAN2-ADA networks and rosinality's stylegan2-pytorch compute the same functions
+(their converters in `jgan.ports` are key tables), given three options the genforce models
+lack: `conv_clamp` (NVIDIA clamps the outputs of its conv and ToRGB layers to +-conv_clamp,
+except the resnet skips and the discriminator's 4x4 FromRGB), `channels` (a width per
+resolution where a hand-set table replaces min(fmaps_base // res, fmaps_max); the
+discriminator's dense layer then keeps the 4x4 width) and NVIDIA's conditioning
+(`label_embedding='embed'` in the generator; `cmap_dim` in the discriminator, which maps the
+label through its own `mapping` to `cmap` and scores sum(out * cmap) / sqrt(cmap_dim)).
 """
 
 import jax
@@ -28,7 +37,7 @@ import numpy as np
 from flax import nnx
 
 from jgan.errors import InputError
-from jgan.models.base import Discriminator
+from jgan.models.base import Discriminator, channel_table
 from jgan.models.latent import Mapping, StyleGenerator, Truncation
 from jgan.nn import (
     NOISE_MODES,
@@ -58,13 +67,15 @@ DOWN_KERNEL = make_kernel(FIR_TAPS, 1.0)
 """The FIR before every 2x downsampling."""
 
 
-def _check(resolution, architecture, label_size, **positive):
+def _check(resolution, architecture, label_size, conv_clamp, **positive):
     if resolution not in RESOLUTIONS:
         raise InputError(f"resolution must be one of {RESOLUTIONS}; got {resolution!r}")
     if architecture not in ARCHITECTURES:
         raise InputError(f"architecture must be one of {ARCHITECTURES}; got {architecture!r}")
     if not isinstance(label_size, int) or label_size < 0:
         raise InputError(f"label_size must be a non-negative integer; got {label_size!r}")
+    if conv_clamp is not None and not (isinstance(conv_clamp, (int, float)) and conv_clamp > 0):
+        raise InputError(f"conv_clamp must be None or a positive number; got {conv_clamp!r}")
     for name, value in positive.items():
         if not isinstance(value, int) or value < 1:
             raise InputError(f"{name} must be a positive integer; got {value!r}")
@@ -73,6 +84,23 @@ def _check(resolution, architecture, label_size, **positive):
 def _block_resolutions(resolution):
     """Resolutions 4, 8, ..., `resolution`; block k works at the k-th."""
     return [INIT_RES << k for k in range(int(np.log2(resolution // INIT_RES)) + 1)]
+
+
+def _widths(resolution, fmaps_base, fmaps_max, channels):
+    """nf(res), the feature maps at resolution `res`: min(fmaps_base // res, fmaps_max), or the
+    `channels` table (4x4 first), whose 4x4 width also serves the discriminator's dense layer
+    (nf(2), which the formula gives genforce's discriminator)."""
+    resolutions = _block_resolutions(resolution)
+    table = channel_table(channels, len(resolutions))
+    if table is None:
+        return lambda res: min(fmaps_base // res, fmaps_max)
+    widths = {INIT_RES // 2: table[0], **dict(zip(resolutions, table, strict=True))}
+    return widths.__getitem__
+
+
+def _clamp(x, conv_clamp):
+    """NVIDIA's conv_clamp: outputs limited to +-conv_clamp (None: unchanged)."""
+    return x if conv_clamp is None else jnp.clip(x, -conv_clamp, conv_clamp)
 
 
 def _nchw_flatten(x):
@@ -95,7 +123,8 @@ class ModulatedConv(EqualizedConv):
     """genforce's ModulateConvBlock: style affine, modulated conv, [noise], bias, activation.
 
     style = dense(w) / sqrt(w_dim) + bias + 1 scales the input channels; `grouped` only selects
-    the computation path of the (mathematically identical) modulated convolution.
+    the computation path of the (mathematically identical) modulated convolution. The output
+    is clamped to +-conv_clamp when that is set.
     """
 
     def __init__(
@@ -111,11 +140,13 @@ class ModulatedConv(EqualizedConv):
         activate=True,
         use_wscale=True,
         grouped=False,
+        conv_clamp=None,
         rngs,
     ):
         super().__init__(
             in_channels, out_channels, kernel_size, gain=1.0, use_wscale=use_wscale, rngs=rngs
         )
+        self.conv_clamp = conv_clamp
         self.style = EqualizedDense(
             w_dim, in_channels, gain=1.0, use_wscale=use_wscale, bias_offset=1.0, rngs=rngs
         )
@@ -139,7 +170,7 @@ class ModulatedConv(EqualizedConv):
         if noise is not None:
             x = x + noise * self.noise_strength[...].astype(x.dtype)
         x = self.add_bias(x)
-        return lrelu(x, gain=SQRT2) if self.activate else x
+        return _clamp(lrelu(x, gain=SQRT2) if self.activate else x, self.conv_clamp)
 
 
 class UpSkip(EqualizedConv):
@@ -156,7 +187,11 @@ class UpSkip(EqualizedConv):
 
 
 class Synthesis(nnx.Module):
-    """wp (N, L, w_dim) -> NHWC image; see the module docstring for the three architectures."""
+    """wp (N, L, w_dim) -> NHWC image; see the module docstring for the three architectures.
+
+    `noise` may give every conv layer's noise explicitly (rosinality's `noise=[...]`): one map
+    per layer, (N, H, W, 1) or (1, H, W, 1), in place of `noise_mode`.
+    """
 
     def __init__(
         self,
@@ -171,15 +206,15 @@ class Synthesis(nnx.Module):
         use_wscale,
         fmaps_base,
         fmaps_max,
+        channels,
+        conv_clamp,
         rngs,
     ):
         self.architecture, self.final_tanh = architecture, final_tanh
         resolutions = _block_resolutions(resolution)
         self.num_blocks = len(resolutions)
         self.num_layers = 2 * self.num_blocks
-
-        def nf(res):
-            return min(fmaps_base // res, fmaps_max)
+        nf = _widths(resolution, fmaps_base, fmaps_max, channels)
 
         def conv(in_c, out_c, res, up=False):
             return ModulatedConv(
@@ -191,6 +226,7 @@ class Synthesis(nnx.Module):
                 noise_resolution=res,
                 use_wscale=use_wscale,
                 grouped=fused_modulate,
+                conv_clamp=conv_clamp,
                 rngs=rngs,
             )
 
@@ -204,6 +240,7 @@ class Synthesis(nnx.Module):
                 activate=False,
                 use_wscale=use_wscale,
                 grouped=fused_modulate,
+                conv_clamp=conv_clamp,
                 rngs=rngs,
             )
 
@@ -221,33 +258,98 @@ class Synthesis(nnx.Module):
             if architecture == "skip" or block == self.num_blocks - 1:
                 setattr(self, f"output{block}", to_rgb(nf(res)))
 
-    def __call__(self, wp, *, noise_mode="const", key=None):
+    def __call__(self, wp, *, noise_mode="const", key=None, noise=None):
+        layer = self._layer_fn(wp, noise_mode, key, noise)
+        _, image = self._run(self.early_layer(wp.shape[0]).astype(wp.dtype), None, wp, layer)
+        return jnp.tanh(image) if self.final_tanh else image
+
+    def features(self, wp, stop_layer, *, noise_mode="const", key=None):
+        """(features, partial image or None) after conv layers 0 ... stop_layer - 1: the first
+        half of the synthesis split at an intermediate layer (mGANprior's feature composition).
+        It reads wp[:, :stop_layer] only, so the ToRGB sharing code stop_layer belongs to the
+        second half; resnet models split between blocks only (odd stop_layer)."""
+        self._check_split(stop_layer)
+        layer = self._layer_fn(wp, noise_mode, key, None)
+        x = self.early_layer(wp.shape[0]).astype(wp.dtype)
+        return self._run(x, None, wp, layer, stop=stop_layer)
+
+    def from_features(self, x, image, wp, start_layer, *, noise_mode="const", key=None):
+        """The second half: the image from `features` outputs, reading wp[:, start_layer:]."""
+        self._check_split(start_layer)
+        layer = self._layer_fn(wp, noise_mode, key, None)
+        _, image = self._run(x, image, wp, layer, start=start_layer)
+        return jnp.tanh(image) if self.final_tanh else image
+
+    def _check_split(self, layer):
+        last = self.num_layers - 1
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= last:
+            raise InputError(
+                f"the split layer of this synthesis must be an integer in [1, {last}]; "
+                f"got {layer!r}"
+            )
+        if self.architecture == "resnet" and layer % 2 == 0:
+            raise InputError(
+                f"a resnet synthesis splits between blocks only (odd layers); got {layer}, which "
+                "would cut a block from its shortcut"
+            )
+
+    def _layer_fn(self, wp, noise_mode, key, noise):
+        """layer(x, i): conv layer i with its code wp[:, i] and its noise, explicit maps or
+        `noise_mode`'s."""
         if noise_mode not in NOISE_MODES:
             raise InputError(f"noise_mode must be one of {NOISE_MODES}; got {noise_mode!r}")
-        if noise_mode == "random" and key is None:
+        if noise_mode == "random" and key is None and noise is None:
             raise InputError("noise_mode='random' needs a PRNG key (key=jax.random.key(...))")
         n = wp.shape[0]
+        if noise is not None:
+            noise = self._explicit_noise(noise, n)
 
         def layer(x, i):
             conv = getattr(self, f"layer{i}")
+            if noise is not None:
+                return conv(x, wp[:, i], noise[i].astype(x.dtype))
             layer_key = None if key is None else jax.random.fold_in(key, i)
-            noise = noise_map(conv.noise[...], n, noise_mode, layer_key, x.dtype)
-            return conv(x, wp[:, i], noise)
+            layer_noise = noise_map(conv.noise[...], n, noise_mode, layer_key, x.dtype)
+            return conv(x, wp[:, i], layer_noise)
 
-        x = layer(self.early_layer(n).astype(wp.dtype), 0)
-        image = self.output0(x, wp[:, 1]) if self.architecture == "skip" else None
-        for block in range(1, self.num_blocks):
-            shortcut = x
-            x = layer(layer(x, 2 * block - 1), 2 * block)
-            if self.architecture == "resnet":
-                x = (x + getattr(self, f"skip_layer{block - 1}")(shortcut)) / SQRT2
-            if self.architecture == "skip":
-                rgb = getattr(self, f"output{block}")(x, wp[:, 2 * block + 1])
-                image = rgb + upsample2d(image, UP_KERNEL)
-        if self.architecture != "skip":
-            last = self.num_blocks - 1
-            image = getattr(self, f"output{last}")(x, wp[:, self.num_layers - 1])
-        return jnp.tanh(image) if self.final_tanh else image
+        return layer
+
+    def _run(self, x, image, wp, layer, start=0, stop=None):
+        """What reads the codes wp[:, start:stop] (all by default), from features `x` and the
+        skip architecture's partial `image`: for each j, the ToRGB that shares code j (odd j:
+        every block's in 'skip', the last one otherwise), then conv layer j. Returns (x, image)."""
+        for j in range(start, self.num_layers if stop is None else stop):
+            if j % 2 and (self.architecture == "skip" or j == self.num_layers - 1):
+                rgb = getattr(self, f"output{j // 2}")(x, wp[:, j])
+                image = rgb if image is None else rgb + upsample2d(image, UP_KERNEL)
+            if j == self.num_layers - 1:
+                break
+            if j % 2 and self.architecture == "resnet":
+                shortcut = x
+            x = layer(x, j)
+            if j % 2 == 0 and j > 0 and self.architecture == "resnet":
+                x = (x + getattr(self, f"skip_layer{j // 2 - 1}")(shortcut)) / SQRT2
+        return x, image
+
+    def _explicit_noise(self, noise, batch):
+        """The maps of `noise` checked against the layers and broadcast to the batch."""
+        shapes = [getattr(self, f"layer{i}").noise.shape[-2:] for i in range(self.num_layers - 1)]
+        expected = ", ".join(f"({h}, {w})" for h, w in shapes)
+        if len(noise) != len(shapes):
+            raise InputError(
+                f"noise must hold {len(shapes)} maps (one per conv layer, sizes {expected}); "
+                f"got {len(noise)}"
+            )
+        maps = []
+        for i, ((h, w), value) in enumerate(zip(shapes, noise, strict=True)):
+            value = jnp.asarray(value)
+            if value.ndim != 4 or value.shape[1:] != (h, w, 1) or value.shape[0] not in (1, batch):
+                raise InputError(
+                    f"noise[{i}] must have shape (N, {h}, {w}, 1) or (1, {h}, {w}, 1) NHWC; "
+                    f"got {tuple(value.shape)}"
+                )
+            maps.append(jnp.broadcast_to(value, (batch, h, w, 1)))
+        return maps
 
 
 class StyleGAN2Generator(StyleGenerator):
@@ -257,7 +359,8 @@ class StyleGAN2Generator(StyleGenerator):
     per-sample weights for a grouped conv (genforce's default path), False (jgan's default)
     scales the activations around one shared conv, which is exact and much faster on CPU/TPU.
     `const_input=False` is not supported: genforce's non-constant input maps w to nf(4) values
-    instead of a 4x4 map and cannot run.
+    instead of a 4x4 map and cannot run. `has_w_avg=False` marks weights without a stored
+    average w (rosinality checkpoints): truncation then needs `latent.set_w_avg` first.
     """
 
     arch = "stylegan2"
@@ -281,6 +384,11 @@ class StyleGAN2Generator(StyleGenerator):
         use_wscale=True,
         fmaps_base=32 << 10,
         fmaps_max=512,
+        channels=None,
+        conv_clamp=None,
+        label_embedding="concat",
+        label_embed_dim=None,
+        has_w_avg=True,
         *,
         rngs: nnx.Rngs,
     ):
@@ -288,6 +396,7 @@ class StyleGAN2Generator(StyleGenerator):
             resolution,
             architecture,
             label_size,
+            conv_clamp,
             z_space_dim=z_space_dim,
             w_space_dim=w_space_dim,
             mapping_layers=mapping_layers,
@@ -319,6 +428,11 @@ class StyleGAN2Generator(StyleGenerator):
             use_wscale=use_wscale,
             fmaps_base=fmaps_base,
             fmaps_max=fmaps_max,
+            channels=channels,
+            conv_clamp=conv_clamp,
+            label_embedding=label_embedding,
+            label_embed_dim=label_embed_dim,
+            has_w_avg=has_w_avg,
         )
         num_layers = 2 * len(_block_resolutions(resolution))
         self.mapping = Mapping(
@@ -326,6 +440,8 @@ class StyleGAN2Generator(StyleGenerator):
             mapping_fmaps,
             w_space_dim if repeat_w else w_space_dim * num_layers,
             label_size=label_size,
+            label_embedding=label_embedding,
+            label_embed_dim=label_embed_dim,
             num_layers=mapping_layers,
             lr_mul=mapping_lr_mul,
             weight_gain=1.0,
@@ -333,7 +449,7 @@ class StyleGAN2Generator(StyleGenerator):
             use_wscale=use_wscale,
             rngs=rngs,
         )
-        self.truncation = Truncation(w_space_dim, num_layers, repeat_w)
+        self.truncation = Truncation(w_space_dim, num_layers, repeat_w, has_w_avg)
         self.synthesis = Synthesis(
             resolution,
             w_space_dim,
@@ -345,12 +461,15 @@ class StyleGAN2Generator(StyleGenerator):
             use_wscale=use_wscale,
             fmaps_base=fmaps_base,
             fmaps_max=fmaps_max,
+            channels=channels,
+            conv_clamp=conv_clamp,
             rngs=rngs,
         )
 
 
 class ConvBlock(EqualizedConv):
-    """genforce's discriminator ConvBlock: [FIR + stride-2] conv, [bias], lrelu * sqrt(2)."""
+    """genforce's discriminator ConvBlock: [FIR + stride-2] conv, [bias], lrelu * sqrt(2),
+    [clamp to +-conv_clamp]."""
 
     def __init__(
         self,
@@ -362,6 +481,7 @@ class ConvBlock(EqualizedConv):
         use_bias=True,
         activate=True,
         use_wscale=True,
+        conv_clamp=None,
         rngs,
     ):
         super().__init__(
@@ -373,7 +493,7 @@ class ConvBlock(EqualizedConv):
             use_bias=use_bias,
             rngs=rngs,
         )
-        self.down, self.activate = down, activate
+        self.down, self.activate, self.conv_clamp = down, activate, conv_clamp
 
     def __call__(self, x):
         k = self.weight.shape[-1]
@@ -383,15 +503,18 @@ class ConvBlock(EqualizedConv):
             x = self.add_bias(conv2d(x, self.scaled_weight(), stride=2))
         else:
             x = super().__call__(x)
-        return lrelu(x, gain=SQRT2) if self.activate else x
+        return _clamp(lrelu(x, gain=SQRT2) if self.activate else x, self.conv_clamp)
 
 
 class StyleGAN2Discriminator(Discriminator):
     """genforce's StyleGAN2Discriminator: NHWC images -> logits (N, max(label_size, 1)).
 
     With `label_size`, the label is required and the logits are reduced to sum(out * label),
-    shape (N, 1), as in the original. The minibatch-stddev layer mixes the samples of each
-    group of `minibatch_std_group_size` (0 or 1 disables it).
+    shape (N, 1), as in the original. With `cmap_dim` as well (NVIDIA's conditioning), the
+    last layer has cmap_dim outputs and the score is sum(out * cmap) / sqrt(cmap_dim), where
+    cmap = mapping(label): embed, normalise, `cmap_layers` dense layers (lr_mul 0.01), all
+    cmap_dim wide. The minibatch-stddev layer mixes the samples of each group of
+    `minibatch_std_group_size` (0 or 1 disables it).
     """
 
     arch = "stylegan2"
@@ -407,6 +530,10 @@ class StyleGAN2Discriminator(Discriminator):
         minibatch_std_channels=1,
         fmaps_base=32 << 10,
         fmaps_max=512,
+        channels=None,
+        conv_clamp=None,
+        cmap_dim=None,
+        cmap_layers=8,
         *,
         rngs: nnx.Rngs,
     ):
@@ -414,18 +541,22 @@ class StyleGAN2Discriminator(Discriminator):
             resolution,
             architecture,
             label_size,
+            conv_clamp,
             image_channels=image_channels,
             minibatch_std_channels=minibatch_std_channels,
             fmaps_base=fmaps_base,
             fmaps_max=fmaps_max,
         )
-        if (
-            minibatch_std_group_size > 1
-            and min(fmaps_base // 4, fmaps_max) % minibatch_std_channels
-        ):
+        nf = _widths(resolution, fmaps_base, fmaps_max, channels)
+        if minibatch_std_group_size > 1 and nf(INIT_RES) % minibatch_std_channels:
             raise InputError(
                 f"minibatch_std_channels ({minibatch_std_channels}) must divide the 4x4 width "
-                f"({min(fmaps_base // 4, fmaps_max)})"
+                f"({nf(INIT_RES)})"
+            )
+        if cmap_dim is not None and not (label_size and isinstance(cmap_dim, int) and cmap_dim):
+            raise InputError(
+                f"cmap_dim (NVIDIA's label mapping) needs label_size > 0 and a positive width; "
+                f"got label_size {label_size}, cmap_dim {cmap_dim!r}"
             )
         self._remember_config(
             resolution=resolution,
@@ -437,49 +568,71 @@ class StyleGAN2Discriminator(Discriminator):
             minibatch_std_channels=minibatch_std_channels,
             fmaps_base=fmaps_base,
             fmaps_max=fmaps_max,
+            channels=channels,
+            conv_clamp=conv_clamp,
+            cmap_dim=cmap_dim,
+            cmap_layers=cmap_layers,
         )
         self.resolution = resolution
         self.image_channels, self.label_size = image_channels, label_size
         self.architecture = architecture
         self.mbstd_group = minibatch_std_group_size if minibatch_std_group_size > 1 else 0
         self.mbstd_channels = minibatch_std_channels
+        self.cmap_dim = cmap_dim
+        if cmap_dim is not None:
+            self.mapping = Mapping(
+                0,
+                cmap_dim,
+                cmap_dim,
+                label_size=label_size,
+                label_embedding="embed",
+                num_layers=cmap_layers,
+                weight_gain=1.0,
+                act_gain=SQRT2,
+                use_wscale=use_wscale,
+                rngs=rngs,
+            )
 
-        def nf(res):
-            return min(fmaps_base // res, fmaps_max)
+        def conv_block(in_c, out_c, kernel_size=3, clamp=True, **kwargs):
+            return ConvBlock(
+                in_c,
+                out_c,
+                kernel_size,
+                use_wscale=use_wscale,
+                conv_clamp=conv_clamp if clamp else None,
+                rngs=rngs,
+                **kwargs,
+            )
 
         resolutions = _block_resolutions(resolution)[::-1]
         self.num_blocks = len(resolutions)
         for block, res in enumerate(resolutions):
             if block == 0 or architecture == "skip":
-                from_rgb = ConvBlock(image_channels, nf(res), 1, use_wscale=use_wscale, rngs=rngs)
+                from_rgb = conv_block(image_channels, nf(res), 1, clamp=res != INIT_RES)
                 setattr(self, f"input{block}", from_rgb)
             if res != INIT_RES:
-                conv0 = ConvBlock(nf(res), nf(res), use_wscale=use_wscale, rngs=rngs)
-                conv1 = ConvBlock(
-                    nf(res), nf(res // 2), down=True, use_wscale=use_wscale, rngs=rngs
-                )
-                setattr(self, f"layer{2 * block}", conv0)
-                setattr(self, f"layer{2 * block + 1}", conv1)
+                setattr(self, f"layer{2 * block}", conv_block(nf(res), nf(res)))
+                setattr(self, f"layer{2 * block + 1}", conv_block(nf(res), nf(res // 2), down=True))
                 if architecture == "resnet":
-                    skip = ConvBlock(
+                    skip = conv_block(
                         nf(res),
                         nf(res // 2),
                         1,
+                        clamp=False,
                         down=True,
                         use_bias=False,
                         activate=False,
-                        use_wscale=use_wscale,
-                        rngs=rngs,
                     )
                     setattr(self, f"skip_layer{block}", skip)
             else:
                 in_c = nf(res) + (minibatch_std_channels if self.mbstd_group else 0)
-                conv = ConvBlock(in_c, nf(res), use_wscale=use_wscale, rngs=rngs)
+                conv = conv_block(in_c, nf(res))
                 dense = EqualizedDense(
                     nf(res) * res * res, nf(res // 2), gain=1.0, use_wscale=use_wscale, rngs=rngs
                 )
+                outputs = cmap_dim or max(label_size, 1)
                 out = EqualizedDense(
-                    nf(res // 2), max(label_size, 1), gain=1.0, use_wscale=use_wscale, rngs=rngs
+                    nf(res // 2), outputs, gain=1.0, use_wscale=use_wscale, rngs=rngs
                 )
                 setattr(self, f"layer{2 * block}", conv)
                 setattr(self, f"layer{2 * block + 1}", dense)
@@ -525,6 +678,9 @@ class StyleGAN2Discriminator(Discriminator):
         x = getattr(self, f"layer{2 * last}")(x)
         x = lrelu(getattr(self, f"layer{2 * last + 1}")(_nchw_flatten(x)), gain=SQRT2)
         x = getattr(self, f"layer{2 * last + 2}")(x)
+        if self.cmap_dim:
+            cmap = self.mapping(None, label.astype(x.dtype))
+            return jnp.sum(x * cmap, axis=1, keepdims=True) / np.sqrt(self.cmap_dim)
         if self.label_size:
             return jnp.sum(x * label.astype(x.dtype), axis=1, keepdims=True)
         return x
