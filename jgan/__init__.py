@@ -9,6 +9,7 @@ from jgan.api import discriminate, synthesize
 from jgan.bundle import Bundle, load, save_model_dir
 from jgan.encoding import encode
 from jgan.errors import CheckpointError, InputError, JganError
+from jgan.inversion import invert
 from jgan.perceptual import lpips, perceptual_features
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "JganError",
     "discriminate",
     "encode",
+    "invert",
     "load",
     "lpips",
     "perceptual_features",

@@ -9,6 +9,7 @@ from jgan.cli import (
     edit,
     export,
     generate_data,
+    invert,
     rescore,
     sefa,
     synthesize,
@@ -23,6 +24,7 @@ COMMANDS = {
     "boundary": boundary,
     "generate-data": generate_data,
     "edit": edit,
+    "invert": invert,
     "rescore": rescore,
 }
 
