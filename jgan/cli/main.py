@@ -13,6 +13,7 @@ from jgan.cli import (
     rescore,
     sefa,
     synthesize,
+    train,
 )
 from jgan.errors import JganError
 
@@ -26,6 +27,7 @@ COMMANDS = {
     "edit": edit,
     "invert": invert,
     "rescore": rescore,
+    "train": train,
 }
 
 

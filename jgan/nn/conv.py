@@ -34,16 +34,13 @@ def upconv2d(x, weight, *, groups=1):
     Equals `conv_transpose2d(x, flip(weight).swap(in, out), stride=2)`, i.e. the up-convs of
     genforce's StyleGAN2 and of StyleGAN's fused path; output size is 2H + k - 2.
     """
+    # Dilating the input explicitly (interior padding) rather than through `lhs_dilation` gives
+    # the same numbers, but XLA:CPU differentiates the dilated form with a naive convolution
+    # for the weight gradient: ~12x slower training steps at 256 px.
     k = weight.shape[-1]
-    return lax.conv_general_dilated(
-        x,
-        weight.astype(x.dtype),
-        window_strides=(1, 1),
-        padding=((k - 1, k - 1), (k - 1, k - 1)),
-        lhs_dilation=(2, 2),
-        dimension_numbers=_DIMS,
-        feature_group_count=groups,
-    )
+    edge = (k - 1, k - 1, 1)
+    dilated = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), edge, edge, (0, 0, 0)))
+    return conv2d(dilated, weight, groups=groups)
 
 
 def conv_transpose2d(x, weight, *, stride=2, padding=0):
