@@ -1,5 +1,7 @@
 """Editing codes: layer-wise manipulation, truncation compensation, interpolation, `jgan edit`."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -191,8 +193,8 @@ def test_edit_command_writes_codes_grid_and_follows_the_boundary_meta(tmp_path, 
     np.save(tmp_path / "wide.npy", np.ones((1, 512), np.float32))
     assert edit("--boundary", str(tmp_path / "wide.npy"), "--outdir", str(tmp_path / "e3")) == 2
     assert "boundary must have shape (1, 48) or (1, 8, 48)" in capsys.readouterr().err
-    assert edit("--images", "faces", *given[2:], "--outdir", str(tmp_path / "e4")) == 2
-    assert "needs GAN inversion" in capsys.readouterr().err
+    assert edit("--resize", *given, "--outdir", str(tmp_path / "e4")) == 2
+    assert "--resize only apply to --images" in capsys.readouterr().err
     assert not any((tmp_path / f"e{i}").exists() for i in (2, 3, 4))
 
 
@@ -253,3 +255,36 @@ def test_generate_train_edit_moves_the_score_the_boundary_was_trained_on(tmp_pat
         for k in range(3)
     ]
     assert np.all(red[0] < red[1]) and np.all(red[1] < red[2]), red
+
+
+def test_edit_command_inverts_images_then_edits_them_along_a_sefa_direction(tmp_path, model_path):
+    """Images the generator made are inverted in W+, then moved along SeFa's top direction of
+    layers 0-1: the codes at offset 0 are the inversions, and they reproduce their inputs."""
+    from jgan.analysis import sefa
+    from jgan.inversion.metrics import image_metrics
+    from jgan.viz.images import save_png, to_uint8
+
+    generator = jgan.load(model_path).generator
+    z = np.random.default_rng(6).standard_normal((2, 32)).astype(np.float32)
+    targets = np.asarray(generator.generate(z, trunc_psi=0.7)["image"])
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path, image in zip(paths, targets, strict=True):
+        save_png(path, to_uint8(image))
+    out = tmp_path / "real"
+    args = ["--images", *map(str, paths), "--sefa", "0", "--layers", "0-1", "--steps", "3"]
+    args += ["--inversion-steps", "60", "--outdir", str(out)]
+    assert cli(["edit", str(model_path), *args]) == 0
+    wp, edited = np.load(out / "wp.npy"), np.load(out / "manipulated_wp.npy")
+    assert wp.shape == (2, 8, 48) and edited.shape == (2, 3, 8, 48)
+    np.testing.assert_allclose(edited[:, 1], wp, atol=1e-6)
+    _, directions = sefa(generator, "0-1")
+    np.testing.assert_allclose(np.load(out / "boundary.npy"), directions[:1])
+    moved = (edited[:, 2, :2] - wp[:, :2]) @ directions[0]
+    np.testing.assert_allclose(moved, np.full((2, 2), 3.0), atol=1e-5)
+    assert (out / "image_list.txt").read_text().split() == ["a", "b"]
+    page = (out / "index.html").read_text()
+    assert page.count("<img") == 2 * (2 + 3) and "SeFa direction 0" in page
+    psnr = [float(v) for v in re.findall(r"inversion PSNR ([0-9.]+) dB", page)]
+    start = generator.generate(np.zeros((1, 32), np.float32), trunc_psi=0.0)["image"]  # w_avg
+    before = image_metrics(np.broadcast_to(np.asarray(start), targets.shape), targets)["psnr"]
+    assert len(psnr) == 2 and np.all(np.array(psnr) > before + 3), (psnr, before)

@@ -1,10 +1,14 @@
-"""Edit latent codes along a boundary: image grids (rows samples, columns distances) and codes.
+"""Edit latent codes or real images along a boundary or a SeFa direction: image grids (rows
+samples, columns distances) and codes.
 
 Style-based models are edited in W+ (HiGAN): the chosen layers move by relative offsets, with
 the truncation compensated so distances are those of W. `--absolute` gives InterFaceGAN's edit
-instead (Z/W codes placed at distances from the boundary's hyperplane).
+instead (Z/W codes placed at distances from the boundary's hyperplane). With `--images` the
+photos are inverted first (`jgan invert`'s optimisation or IDInvert, in W+ where the model
+has it) and their codes edited: the grid then starts with the input and its inversion.
 """
 
+import dataclasses
 import os
 
 import jax
@@ -13,24 +17,47 @@ import numpy as np
 from jgan.analysis.boundaries import linear_interpolate, load_boundary
 from jgan.analysis.editing import manipulate
 from jgan.analysis.generate import codes_of, images_of
+from jgan.analysis.sefa import sefa
 from jgan.bundle import load
+from jgan.cli.invert import add_network_options, check_networks_used, load_networks
 from jgan.cli.options import add_override_option, parse_overrides
 from jgan.errors import InputError
+from jgan.imageio import load_batch
+from jgan.inversion import optimize
+from jgan.inversion.metrics import image_metrics
 from jgan.viz.html import image_table
-from jgan.viz.images import save_png
+from jgan.viz.images import save_png, to_uint8
 from jgan.viz.output import check_new, staged_dir
 
 
 def add_parser(parser):
     parser.add_argument("model", help="checkpoint file or jgan model directory")
-    parser.add_argument(
-        "--boundary",
-        required=True,
-        help="boundary .npy: (1, dim), (1, L, dim) or the dict form with meta_data",
+    direction = parser.add_mutually_exclusive_group(required=True)
+    direction.add_argument(
+        "--boundary", help="boundary .npy: (1, dim), (1, L, dim) or the dict form with meta_data"
+    )
+    direction.add_argument(
+        "--sefa",
+        type=int,
+        metavar="K",
+        help="edit along SeFa's K-th direction (0 = top) of the --layers (default all)",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--codes", help=".npy latent codes in --space (e.g. generate-data's w.npy)")
-    source.add_argument("--images", help="edit real images (needs GAN inversion; not yet)")
+    source.add_argument(
+        "--images", nargs="+", help="real images (PNG/JPEG/.npy) to invert, then edit"
+    )
+    parser.add_argument(
+        "--method",
+        choices=("optimize", "idinvert"),
+        default="optimize",
+        help="inversion of --images (default optimize: W+ pixel MSE, Adam)",
+    )
+    parser.add_argument(
+        "--inversion-steps", type=int, default=None, help="default: the method's preset"
+    )
+    parser.add_argument("--resize", action="store_true", help="center-crop and resize --images")
+    add_network_options(parser)
     parser.add_argument("--num", type=int, default=8, help="samples drawn without --codes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the drawn z codes")
     parser.add_argument(
@@ -116,25 +143,88 @@ def edit_codes(
     return manipulate(codes, boundary, layers=layers, **distances, **truncation), "wp"
 
 
-def run(args):
-    if args.images is not None:
-        raise InputError(
-            "editing images needs GAN inversion, which jgan does not offer yet; pass latent "
-            "codes with --codes (e.g. w.npy from jgan generate-data) or draw them with --num"
+def invert_images(args, bundle, space):
+    """(names, images, their codes in `space`) of --images, inverted as the options say."""
+    generator = bundle.generator
+    resolution = generator.config["resolution"]
+    channels = generator.config.get("image_channels", 3)
+    names, images = load_batch(
+        args.images, resolution, channels=channels, resize_to_fit=args.resize
+    )
+    encoder, perceptual = load_networks(args, bundle)
+    settings = dataclasses.replace(optimize.preset(args.method), space=space)
+    if args.inversion_steps is not None:
+        settings = dataclasses.replace(settings, steps=args.inversion_steps)
+    check_networks_used(args, settings)
+    key, parts = jax.random.key(args.seed), []
+    for start in range(0, len(images), args.batch_size):
+        out = optimize.invert(
+            generator,
+            images[start : start + args.batch_size],
+            key=jax.random.fold_in(key, start),
+            encoder=encoder,
+            perceptual=perceptual,
+            settings=settings,
+            progress=True,
         )
+        parts.append(np.asarray(out["codes"]))
+    return names, images, np.concatenate(parts)
+
+
+def sefa_direction(generator, index, layers):
+    """SeFa's `index`-th direction (1, dim) of `layers` (all when None)."""
+    _, directions = sefa(generator, "all" if layers is None else layers)
+    if not 0 <= index < len(directions):
+        raise InputError(f"--sefa must be in [0, {len(directions) - 1}]; got {index}")
+    return directions[index : index + 1]
+
+
+def _check_inversion_options(args):
+    """Inversion options without --images, or truncation of inverted codes, are mistakes."""
+    if args.images is None:
+        given = [
+            option
+            for option, value in (
+                ("--method", args.method != "optimize"),
+                ("--inversion-steps", args.inversion_steps is not None),
+                ("--resize", args.resize),
+                ("--encoder", args.encoder),
+                ("--perceptual", args.perceptual),
+            )
+            if value
+        ]
+        if given:
+            raise InputError(f"{', '.join(given)} only apply to --images (real images to invert)")
+    elif args.trunc_psi is not None:
+        raise InputError("inverted codes are edited as they are: drop --trunc-psi with --images")
+
+
+def run(args):
     if args.trunc_layers is not None and args.trunc_psi is None:
         raise InputError("--trunc-layers needs --trunc-psi")
+    _check_inversion_options(args)
     check_new(args.outdir, args.overwrite)
-    generator = load(args.model, **parse_overrides(args.override)).generator
-    space = args.space or ("w" if "w" in generator.latent_spaces else "z")
+    bundle = load(args.model, **parse_overrides(args.override))
+    generator = bundle.generator
+    if generator is None:
+        raise InputError(f"{args.model} holds no generator")
+    default_space = "w" if "w" in generator.latent_spaces else "z"
+    if args.images is not None:
+        default_space = "wp" if "wp" in generator.latent_spaces else "z"
+    space = args.space or default_space
     if space not in generator.latent_spaces:
         raise InputError(f"this model takes codes in {generator.latent_spaces}; got {space!r}")
-    boundary, meta = load_boundary(args.boundary)
     layers = args.layers
-    if layers is None and space != "z" and not args.absolute:
-        layers = (meta or {}).get("manipulate_layers")
-    saved = {}
-    if args.codes is not None:
+    if args.sefa is not None:
+        boundary = sefa_direction(generator, args.sefa, layers)
+    else:
+        boundary, meta = load_boundary(args.boundary)
+        if layers is None and space != "z" and not args.absolute:
+            layers = (meta or {}).get("manipulate_layers")
+    saved, inputs, names = {}, None, None
+    if args.images is not None:
+        names, inputs, codes = invert_images(args, bundle, space)
+    elif args.codes is not None:
         codes = np.load(args.codes).astype(np.float32)
     else:
         if args.num < 1:
@@ -167,17 +257,32 @@ def run(args):
         batch_size=args.batch_size,
     )
     edited = np.asarray(edited, np.float32)
-    synthesis = {"space": edit_space, "noise_mode": args.noise_mode}
-    if edit_space != "wp":
-        synthesis.update(trunc_psi=args.trunc_psi, trunc_layers=args.trunc_layers)
+
+    def render(codes, code_space):
+        synthesis = {"space": code_space, "noise_mode": args.noise_mode}
+        if code_space != "wp":
+            synthesis.update(trunc_psi=args.trunc_psi, trunc_layers=args.trunc_layers)
+        return images_of(generator, codes, batch_size=args.batch_size, **synthesis)
+
     num, steps = edited.shape[:2]
-    flat = edited.reshape(num * steps, *edited.shape[2:])
-    images = images_of(generator, flat, batch_size=args.batch_size, **synthesis)
+    images = render(edited.reshape(num * steps, *edited.shape[2:]), edit_space)
     images = images.reshape(num, steps, *images.shape[1:])
+    labels, head = [f"{n:06d}" for n in range(num)], []
+    if inputs is not None:
+        shown, inverted = to_uint8(inputs), render(codes, space)
+        psnr = image_metrics(*(x.astype(np.float32) / 127.5 - 1 for x in (inverted, shown)))["psnr"]
+        labels = [
+            f"{name} (inversion PSNR {value:.1f} dB)"
+            for name, value in zip(names, psnr, strict=True)
+        ]
+        head = [("input", shown), ("inversion", inverted)]
     distances = np.linspace(args.start_distance, args.end_distance, args.steps, dtype=np.float32)
     with staged_dir(args.outdir, args.overwrite) as staging:
         for name, value in saved.items():
             np.save(os.path.join(staging, f"{name}.npy"), value)
+        if names is not None:
+            with open(os.path.join(staging, "image_list.txt"), "w") as f:
+                f.write("".join(f"{name}\n" for name in names))
         np.save(os.path.join(staging, "boundary.npy"), boundary)
         np.save(os.path.join(staging, f"manipulated_{edit_space}.npy"), edited)
         np.save(os.path.join(staging, "distances.npy"), distances)
@@ -186,9 +291,11 @@ def run(args):
                 for s in range(steps):
                     save_png(os.path.join(staging, f"{n:06d}_{s:03d}.png"), images[n, s])
         kind = "distance to the hyperplane" if args.absolute else "offset"
-        header = ["sample", *(f"{kind} {d:+.2f}" for d in distances)]
-        rows = [[f"{n:06d}", *images[n]] for n in range(num)]
-        notes = f"boundary {args.boundary}, {space} codes, edited in {edit_space}"
+        header = ["sample", *(title for title, _ in head)]
+        header += [f"{kind} {d:+.2f}" for d in distances]
+        rows = [[labels[n], *(values[n] for _, values in head), *images[n]] for n in range(num)]
+        direction = f"SeFa direction {args.sefa}" if args.sefa is not None else args.boundary
+        notes = f"{direction}, {space} codes, edited in {edit_space}"
         if edit_space == "wp":
             notes += f", layers {layers or 'all'}"
         with open(os.path.join(staging, "index.html"), "w") as f:

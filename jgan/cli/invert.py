@@ -66,8 +66,7 @@ def add_parser(parser):
     parser.add_argument(
         "--center", type=int, nargs=2, metavar=("X", "Y"), help="diffuse: crop centre"
     )
-    parser.add_argument("--encoder", help="encoder file (IDInvert's styleganinv_*_encoder.pth)")
-    parser.add_argument("--perceptual", help="VGG16 file for the perceptual loss")
+    add_network_options(parser)
     parser.add_argument(
         "--lpips",
         nargs=2,
@@ -230,18 +229,43 @@ def _metrics_text(values):
     return "; ".join(f"{name.replace('_', ' ')} {value:.4g}" for name, value in values.items())
 
 
-def run(args):
-    check_new(args.outdir, args.overwrite)
-    bundle = load(args.model, **parse_overrides(args.override))
-    generator = bundle.generator
-    if generator is None:
-        raise InputError(f"{args.model} holds no generator")
+def add_network_options(parser):
+    """--encoder / --perceptual: the networks some inversion settings use."""
+    parser.add_argument("--encoder", help="encoder file (IDInvert's styleganinv_*_encoder.pth)")
+    parser.add_argument("--perceptual", help="VGG16 file for the perceptual loss")
+
+
+def load_networks(args, bundle):
+    """(encoder, perceptual network) of the options, the model's own encoder by default."""
     encoder = load(args.encoder).encoder if args.encoder else bundle.encoder
     if args.encoder and encoder is None:
         raise InputError(f"{args.encoder} holds no encoder")
     perceptual = load(args.perceptual).perceptual if args.perceptual else None
     if args.perceptual and perceptual is None:
         raise InputError(f"{args.perceptual} is not a VGG16 file")
+    return encoder, perceptual
+
+
+def check_networks_used(args, settings):
+    """A network given on the command line that the settings would ignore is an error."""
+    if args.perceptual and not settings.perceptual_weight:
+        raise InputError(
+            f"--perceptual is unused: method {args.method} has perceptual_weight 0; set "
+            "--perceptual-weight"
+        )
+    if args.encoder and not (settings.init == "encoder" or settings.encoder_weight):
+        raise InputError(
+            "--encoder is unused: set --init encoder or --encoder-weight (or use --method idinvert)"
+        )
+
+
+def run(args):
+    check_new(args.outdir, args.overwrite)
+    bundle = load(args.model, **parse_overrides(args.override))
+    generator = bundle.generator
+    if generator is None:
+        raise InputError(f"{args.model} holds no generator")
+    encoder, perceptual = load_networks(args, bundle)
     lpips = None
     if args.lpips:
         from jgan.ports.vgg import load_lpips
@@ -255,15 +279,7 @@ def run(args):
     names, images, task = _task(args, names, images, resolution, channels)
     settings = optimize.preset(args.method, task)
     settings = dataclasses.replace(settings, **_settings(args))
-    if args.perceptual and not settings.perceptual_weight:
-        raise InputError(
-            f"--perceptual is unused: method {args.method} has perceptual_weight 0; set "
-            "--perceptual-weight"
-        )
-    if args.encoder and not (settings.init == "encoder" or settings.encoder_weight):
-        raise InputError(
-            "--encoder is unused: set --init encoder or --encoder-weight (or use --method idinvert)"
-        )
+    check_networks_used(args, settings)
     path = invert_to_dir(
         generator,
         names,
