@@ -22,7 +22,7 @@ from jgan.models.registry import build_abstract, model_classes, module_class
 MANIFEST = "jgan_model.json"
 FORMAT = "jgan-model"
 VERSION = 1
-ROLES = ("generator", "generator_raw", "discriminator", "encoder", "perceptual")
+ROLES = ("generator", "generator_raw", "discriminator", "encoder", "perceptual", "classifier")
 GAN_ROLES = {"generator": 0, "generator_raw": 0, "discriminator": 1}
 """Roles whose class is `model_classes(arch)[index]`; the others use `module_class(arch)`."""
 
@@ -37,6 +37,7 @@ class Bundle:
     discriminator: nnx.Module | None = None
     encoder: nnx.Module | None = None
     perceptual: nnx.Module | None = None
+    classifier: nnx.Module | None = None
     source: str = ""
 
     @property

@@ -188,7 +188,7 @@ def test_image_folder_to_arrayrecord(tmp_path):
 
 def test_open_source_names_the_choices():
     with pytest.raises(
-        InputError, match=r"data.source must be one of \('blobs', 'folder', 'tfds'\)"
+        InputError, match=r"data.source must be one of \('blobs', 'folder', 'testbed', 'tfds'\)"
     ):
         open_source({"source": "lsun"})
     assert len(open_source({"source": "blobs", "resolution": 8, "size": 10})) == 10

@@ -11,7 +11,7 @@ from conftest import fixture_dir
 from jgan.analysis.generate import generate_data, score_codes
 from jgan.analysis.predictors import load_predictor, mean_color, predict
 from jgan.cli.main import main as cli
-from jgan.errors import InputError
+from jgan.errors import InputError, JganError
 
 NAME = "genforce_stylegan2_r32"
 TRUNCATION = {"trunc_psi": 0.7, "trunc_layers": 4}
@@ -149,7 +149,7 @@ def test_load_predictor_by_import_path_and_its_errors(tmp_path):
         load_predictor("mean_color")
     with pytest.raises(InputError, match="does not exist"):
         load_predictor(f"{tmp_path / 'missing.py'}:f")
-    with pytest.raises(InputError, match="classifier model directories are not supported yet"):
+    with pytest.raises(JganError, match="not a jgan model directory"):
         load_predictor(tmp_path)
 
 

@@ -21,20 +21,21 @@ def load_predictor(spec):
     """The predictor named by `spec`: a callable (returned as is) or an import path.
 
     Import paths are `package.module:attribute` (the attribute may be dotted, e.g.
-    `module:Class.method`) or `file.py:attribute`. A jgan model directory of an attribute
-    classifier will be accepted once the classifier trainer exists; until then it is an error
-    that says what is supported.
+    `module:Class.method`) or `file.py:attribute`. A jgan model directory holding an attribute
+    classifier (`jgan train --config configs/classifier.py`) is named `DIR` (probabilities of
+    every attribute) or `DIR:attribute` (one attribute, or one column such as `shape=1`); see
+    `jgan.models.classifier.ClassifierPredictor`.
     """
     if callable(spec):
         return spec
     spec = os.fspath(spec)
-    if os.path.isdir(spec):
-        raise InputError(
-            f"{spec} is a directory: jgan classifier model directories are not supported yet "
-            "(they come with the classifier trainer); name the predictor by import path, "
-            "'package.module:function' or 'file.py:function'"
-        )
     location, sep, attribute = spec.rpartition(":")
+    if os.path.isdir(spec) or (sep and os.path.isdir(location)):
+        from jgan.models.classifier import load_predictor as load_classifier
+
+        if os.path.isdir(spec):
+            return load_classifier(spec)
+        return load_classifier(location, attribute)
     if not sep or not location or not attribute:
         raise InputError(
             f"a predictor is named 'package.module:function' or 'file.py:function'; got {spec!r}"

@@ -5,7 +5,8 @@ permutation drawn from (seed, epoch). Global batch b holds stream positions [b*B
 process k of P reads its contiguous slice of B/P of them. Whether a sample is mirrored is a
 coin drawn from (seed, epoch) too. So a batch is a pure function of (seed, position): saving
 the position with a checkpoint resumes the exact same stream, on any number of processes
-that divides the batch.
+that divides the batch. Labels, when the source has them, travel with their images
+(mirroring leaves them as they are).
 """
 
 import collections
@@ -14,11 +15,13 @@ import concurrent.futures
 import jax
 import numpy as np
 
+from jgan.data.sources import read_examples
 from jgan.errors import InputError
 
 
 class Batches:
-    """Iterator of local batches {'image': uint8 (B / process_count, H, W, C)}.
+    """Iterator of local batches {'image': uint8 (B / process_count, H, W, C)}, plus
+    'label': {name: (B / process_count,) array} when the source has labels.
 
     `position` counts the samples of the global stream consumed so far; pass a checkpoint's
     value to resume. `prefetch` batches are decoded ahead by `workers` threads.
@@ -77,9 +80,9 @@ class Batches:
             order, coins = self._epoch(int(epoch))
             mask = positions // n == epoch
             indices[mask], flips[mask] = order[positions[mask] % n], coins[positions[mask] % n]
-        images = self.source.images(indices)
+        images, labels = read_examples(self.source, indices)
         images[flips] = images[flips, :, ::-1]
-        return {"image": images}
+        return {"image": images} if labels is None else {"image": images, "label": labels}
 
     def __iter__(self):
         return self
