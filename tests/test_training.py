@@ -21,6 +21,7 @@ import pytest
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from PIL import Image
 
 import jgan
 from jgan import parallel
@@ -158,6 +159,12 @@ def test_training_improves_the_sliced_wasserstein_distance(trainer, learned):
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [50, 100, 150, 200, 250, 300]
     assert all(np.isfinite(r["g_loss"]) and r["images_per_s"] > 0 for r in records)
+    # Sample grids of the EMA generator every 100 steps (tiny config), one fixed key.
+    grids = sorted((workdir / "samples").glob("*.png"))
+    assert [p.name for p in grids] == ["00000100.png", "00000200.png", "00000300.png"]
+    first, last = (np.asarray(Image.open(p)) for p in (grids[0], grids[-1]))
+    assert first.shape == last.shape and first.shape[0] >= 2 * RESOLUTION
+    assert np.abs(first.astype(int) - last.astype(int)).mean() > 1
 
 
 def test_exported_model_loads_and_synthesizes(trainer, learned, tmp_path):
