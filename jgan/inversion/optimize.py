@@ -354,6 +354,12 @@ def _check_settings(settings, generator, images, vgg, encoder):
             raise InputError(f"{why} needs encoder= (e.g. jgan.load(encoder_file).encoder)")
         if s.space not in ("wp", "y"):
             raise InputError(f"the encoder predicts W+ (or Y) codes; space={s.space!r} has none")
+        predicted = getattr(encoder, "latent_space", "wp")
+        if s.space != predicted and (predicted, s.space) != ("wp", "y"):
+            raise InputError(
+                f"the encoder predicts {predicted!r} codes, not {s.space!r} codes: invert with "
+                f"space={predicted!r}"
+            )
     if s.perceptual_weight:
         _check_perceptual(s, vgg, images)
     if s.init == "mean" and s.space != "z" and not getattr(generator.truncation, "has_w_avg", True):

@@ -15,8 +15,9 @@ NHWC RGB images in [-1, 1] (the original takes the same range as NCHW) -> W+ cod
                  elsewhere (no activation after the sum);
   block{n-1}     the 4x4 map flattened (NCHW order) -> dense (1 / sqrt(fan_in)) -> BN.
 with n = log2(resolution) blocks and widths encoder_channels_base * 2**b capped at
-encoder_channels_max. Batch norms run in inference mode on their stored statistics (eps 1e-5);
-their scale (gamma) is a Buffer because IDInvert froze it (TF had none) though it is used.
+encoder_channels_max. Batch norms run in inference mode on their stored statistics (eps 1e-5)
+unless `encoder.train()` switches them to batch statistics (`jgan.training.encoder`); their
+scale (gamma) is a Buffer because IDInvert froze it (TF had none) though it is used.
 The convs store effective weights when `use_wscale=False` (the release): the original divides
 each residual conv by its wscale factor and its `WScaleLayer` multiplies the same factor back,
 so here each conv applies its own equalized-lr scale only with `use_wscale=True`.
@@ -36,20 +37,33 @@ from jgan.nn import SQRT2, Buffer, EqualizedConv, EqualizedDense, avg_pool2x, lr
 RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 INIT_RES = 4
 BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
 
 
 class BatchNorm(nnx.Module):
-    """torch's `BatchNorm2d` in eval mode over the last axis: `weight`, `bias` and the running
-    statistics `running_mean`, `running_var`."""
+    """torch's `BatchNorm2d` over the last axis: `weight`, `bias` and the running statistics
+    `running_mean`, `running_var`. Eval mode by default; `module.train()` (which sets
+    `use_running_average=False`) normalises by the batch statistics and moves the running ones
+    towards them by `BN_MOMENTUM` (torch's default; TF's decay 0.9), for encoder training."""
 
     def __init__(self, channels):
         self.weight = Buffer(jnp.ones((channels,)))
         self.bias = nnx.Param(jnp.zeros((channels,)))
         self.running_mean = Buffer(jnp.zeros((channels,)))
         self.running_var = Buffer(jnp.ones((channels,)))
+        self.use_running_average = True
 
     def __call__(self, x):
-        mean, var = self.running_mean[...], self.running_var[...]
+        if self.use_running_average:
+            mean, var = self.running_mean[...], self.running_var[...]
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axis=axes)
+            var = jnp.mean(jnp.square(x - mean), axis=axes)
+            count = x.size // x.shape[-1]
+            unbiased = jax.lax.stop_gradient(var) * count / max(count - 1, 1)
+            for stat, value in ((self.running_mean, mean), (self.running_var, unbiased)):
+                stat[...] = stat[...] + BN_MOMENTUM * (jax.lax.stop_gradient(value) - stat[...])
         scale = self.weight[...] * jax.lax.rsqrt(var + BN_EPS)
         return (x - mean.astype(x.dtype)) * scale.astype(x.dtype) + self.bias[...].astype(x.dtype)
 
