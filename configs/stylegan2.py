@@ -84,6 +84,19 @@ def get_config(arg=None):
     config.log_every = 100
     config.checkpoint_every = 1000
     config.keep_checkpoints = 3
+    # Sample grids (workdir/samples, TensorBoard) and FID/KID (jgan/training/monitor.py). FID
+    # needs pytorch-fid's pt_inception-2015-12-05-6726825d.pth: turn it on with
+    # --config.fid_every=N --config.fid.inception_path=FILE (or $JGAN_INCEPTION).
+    config.sample_every = 1000
+    config.fid_every = 0
+    config.fid = ml_collections.ConfigDict(
+        dict(
+            inception_path=ml_collections.config_dict.placeholder(str),
+            num_images=10_000,
+            reference=ml_collections.config_dict.placeholder(str),
+            kid_subsets=100,
+        )
+    )
 
     if arg == "tiny":
         config.batch_size = 8
@@ -96,6 +109,8 @@ def get_config(arg=None):
         config.data.update(source="blobs", name="", resolution=16, size=1024)
         config.log_every = 10
         config.checkpoint_every = 100
+        config.sample_every = 100
+        config.fid.num_images = 256
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of configs/stylegan2.py; known: 'tiny'")
     return config

@@ -19,6 +19,7 @@ from jgan.ports import (
     genforce,
     higan,
     idinvert,
+    inception,
     interfacegan,
     nvidia,
     nvidia_pickle,
@@ -83,6 +84,14 @@ FORMATS = (
         TORCH_SAVE,
         vgg.is_vgg,
         vgg.read,
+    ),
+    Format(
+        "fid-inception",
+        "pytorch-fid's FID InceptionV3 state dict (pt_inception-2015-12-05-6726825d.pth): "
+        "Conv2d_1a_3x3.conv.weight ... Mixed_7c.*, fc.weight (1008, 2048)",
+        TORCH_SAVE,
+        inception.is_inception,
+        inception.read,
     ),
     Format(
         "interfacegan",
