@@ -8,12 +8,14 @@ from jgan.cli import (
     convert,
     edit,
     export,
+    fairgen,
     generate_data,
     invert,
     rescore,
     sefa,
     synthesize,
     train,
+    transform,
 )
 from jgan.errors import JganError
 
@@ -27,7 +29,9 @@ COMMANDS = {
     "edit": edit,
     "invert": invert,
     "rescore": rescore,
+    "fairgen": fairgen,
     "train": train,
+    "transform": transform,
 }
 
 

@@ -11,12 +11,18 @@ _ARCHITECTURES = {
     "stylegan": ("jgan.models.stylegan", "StyleGANGenerator", "StyleGANDiscriminator"),
     "stylegan2": ("jgan.models.stylegan2", "StyleGAN2Generator", "StyleGAN2Discriminator"),
     "stylegan3": ("jgan.models.stylegan3", "StyleGAN3Generator", "StyleGAN2Discriminator"),
+    "trgan": ("jgan.models.trgan", "TrGANGenerator", "TrGANDiscriminator"),
 }
 
 _MODULES = {
     "idinvert_encoder": ("jgan.models.encoders", "StyleGANEncoder"),
+    "ghfeat_encoder": ("jgan.models.ghfeat", "GHFeatEncoder"),
     "vgg16": ("jgan.models.vgg", "VGG16"),
     "lpips": ("jgan.models.lpips", "LPIPS"),
+    "attribute_classifier": ("jgan.models.classifier", "AttributeClassifier"),
+    "fid_inception": ("jgan.models.inception", "FIDInceptionV3"),
+    "resnet": ("jgan.models.resnet", "ResNet"),
+    "split_resnet": ("jgan.models.resnet", "SplitResNet"),
 }
 
 

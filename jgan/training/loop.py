@@ -7,7 +7,10 @@ A trainer (e.g. `gan.StyleGAN2Trainer`) is a hashable object with `from_config(c
 else. Layout of a work directory:
     config.json      the configuration of the latest start
     checkpoints/N/   orbax checkpoints (train state + data position), the newest few
-    metrics.jsonl    one JSON record per `log_every` steps (means over those steps)
+    metrics.jsonl    one JSON record per `log_every` steps (means over those steps), and
+                     FID/KID when evaluated
+    tensorboard/     the same scalars and the sample grids as TensorBoard event files
+    samples/N.png    sample grids every `sample_every` steps (see `monitor.py`)
     model/           the trained model as a jgan model directory (at the end of the run;
                      single-process runs only for now)
 """
@@ -31,8 +34,18 @@ from jgan.bundle import save_model_dir
 from jgan.checkpoint import TrainCheckpoints
 from jgan.data import Batches, global_batch, open_source
 from jgan.errors import InputError
+from jgan.training.monitor import Monitor
 
-TRAINERS = {"stylegan2": ("jgan.training.gan", "StyleGAN2Trainer")}
+TRAINERS = {
+    "stylegan2": ("jgan.training.gan", "StyleGAN2Trainer"),
+    "trgan": ("jgan.training.trgan", "TrGANTrainer"),
+    "classifier": ("jgan.training.classifier", "ClassifierTrainer"),
+    "pggan": ("jgan.training.progressive", "PGGANTrainer"),
+    "stylegan": ("jgan.training.progressive", "StyleGANTrainer"),
+    "idinvert_encoder": ("jgan.training.encoder", "IDInvertEncoderTrainer"),
+    "ghfeat": ("jgan.training.encoder", "GHFeatTrainer"),
+    "residual_kd": ("jgan.training.residual_kd", "ResidualKDTrainer"),
+}
 
 
 def make_trainer(config):
@@ -166,6 +179,7 @@ def train(config, workdir, *, mesh=None, progress=True):
     leader = jax.process_index() == 0
     init_key, step_key = run_keys(config.seed)
     replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    monitor = Monitor(trainer, config, workdir, mesh, source, leader=leader)  # checks FID setup
 
     checkpoints = TrainCheckpoints(
         os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints
@@ -215,23 +229,27 @@ def train(config, workdir, *, mesh=None, progress=True):
                 pending.append(metrics)
                 bar.update(batch_size)
                 done = step + 1
+                evaluation = monitor.after_step(done, state)  # samples, FID: when due
                 if done % config.log_every == 0 or done == total:
                     means = _means(pending)
                     now = time.perf_counter()
                     rate = (done - last_step) * batch_size / (now - last_time)
                     pending, last_time, last_step = [], now, done
+                    record = {"step": done, "images": done * batch_size, "images_per_s": rate}
                     if log:
-                        log.write(
-                            {"step": done, "images": done * batch_size, "images_per_s": rate}
-                            | means
-                        )
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if "loss" in k})
+                        log.write(record | means | evaluation)
+                    monitor.scalars(done, {k: v for k, v in record.items() if k != "step"} | means)
+                    postfix = {k: f"{v:.3g}" for k, v in means.items() if "loss" in k}
+                    bar.set_postfix({"img/s": f"{rate:.3g}"} | postfix)
+                elif evaluation and log:
+                    log.write({"step": done} | evaluation)
                 if done % config.checkpoint_every == 0:
                     checkpoints.save(done, state, {"data_position": data_position(done)})
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
+        monitor.close()
         batches.close()
         end = int(state.step) if _is_intact(state) else None
         if end is not None and end != checkpoints.latest_step():
