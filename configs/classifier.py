@@ -23,6 +23,7 @@ It does not mirror: mirroring would swap the testbed's `position_x` without its 
 
 import ml_collections
 
+from jgan.configs.common import tfds_data
 from jgan.data.testbed import FACTORS
 from jgan.models.resnet import preset
 
@@ -64,22 +65,7 @@ def get_config(arg=None):
     config.optimizer = ml_collections.ConfigDict(
         dict(name="adam", learning_rate=1e-3, momentum=0.9, weight_decay=1e-4, schedule="cosine")
     )
-    config.data = ml_collections.ConfigDict(
-        dict(
-            source="tfds",
-            name="celeb_a",
-            split="train",
-            data_dir=ml_collections.config_dict.placeholder(str),
-            path=ml_collections.config_dict.placeholder(str),
-            resolution=ml_collections.config_dict.placeholder(int),
-            crop=178,
-            image_key="image",
-            label_keys=("attributes",),
-            size=1024,
-            shuffle=True,
-            mirror=True,
-        )
-    )
+    config.data = tfds_data("celeb_a", crop=178, label_keys=("attributes",))
     config.log_every = 100
     config.checkpoint_every = 1000
     config.keep_checkpoints = 3

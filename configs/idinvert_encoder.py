@@ -23,6 +23,8 @@ on a CPU, with the perceptual term off (perceptual_weight 0: no VGG16 file neede
 
 import ml_collections
 
+from jgan.configs.common import tfds_data
+
 FFHQ_IMAGES = 14_000_000
 
 
@@ -55,20 +57,7 @@ def get_config(arg=None):
         )
     )
 
-    config.data = ml_collections.ConfigDict(
-        dict(
-            source="tfds",
-            name="ffhq256",
-            split="train",
-            data_dir=ml_collections.config_dict.placeholder(str),
-            path=ml_collections.config_dict.placeholder(str),
-            resolution=ml_collections.config_dict.placeholder(int),
-            image_key="image",
-            size=1024,
-            shuffle=True,
-            mirror=True,
-        )
-    )
+    config.data = tfds_data("ffhq256")
 
     config.log_every = 100
     config.checkpoint_every = 1000

@@ -19,6 +19,8 @@ larger batches at 4-64 px, 512 ... 32, are not reproduced). Data: a tfds array_r
 
 import ml_collections
 
+from jgan.configs.common import tfds_data
+
 CELEBAHQ_IMAGES = 12_000_000
 
 
@@ -61,20 +63,7 @@ def get_config(arg=None):
     )
     config.ema_decay = 0.999
 
-    config.data = ml_collections.ConfigDict(
-        dict(
-            source="tfds",
-            name="celebahq1024",
-            split="train",
-            data_dir=ml_collections.config_dict.placeholder(str),
-            path=ml_collections.config_dict.placeholder(str),
-            resolution=ml_collections.config_dict.placeholder(int),
-            image_key="image",
-            size=1024,
-            shuffle=True,
-            mirror=True,
-        )
-    )
+    config.data = tfds_data("celebahq1024")
 
     config.log_every = 100
     config.checkpoint_every = 1000

@@ -27,6 +27,7 @@ two on a CPU per run). `benchmarks/residual_kd.py` runs the tiny comparison.
 
 import ml_collections
 
+from jgan.configs.common import tfds_data
 from jgan.models.resnet import preset
 
 CIFAR100_TRAIN_IMAGES = 50_000
@@ -86,21 +87,7 @@ def get_config(arg=None):
         )
     )
     config.crop_padding = 4
-    config.data = ml_collections.ConfigDict(
-        dict(
-            source="tfds",
-            name="cifar100",
-            split="train",
-            data_dir=ml_collections.config_dict.placeholder(str),
-            path=ml_collections.config_dict.placeholder(str),
-            resolution=ml_collections.config_dict.placeholder(int),
-            image_key="image",
-            label_keys=("label",),
-            size=CIFAR100_TRAIN_IMAGES,
-            shuffle=True,
-            mirror=True,
-        )
-    )
+    config.data = tfds_data("cifar100", label_keys=("label",), size=CIFAR100_TRAIN_IMAGES)
     config.log_every = 100
     config.checkpoint_every = 5 * CIFAR100_TRAIN_IMAGES // config.batch_size
     config.keep_checkpoints = 3

@@ -18,6 +18,8 @@ configs/stylegan2.py) or `--config.data.source=folder --config.data.path=DIR`.
 
 import ml_collections
 
+from jgan.configs.common import tfds_data
+
 FFHQ_IMAGES = 25_000_000
 
 
@@ -71,20 +73,7 @@ def get_config(arg=None):
     )
     config.ema_half_life_img = 10_000.0
 
-    config.data = ml_collections.ConfigDict(
-        dict(
-            source="tfds",
-            name="ffhq256",
-            split="train",
-            data_dir=ml_collections.config_dict.placeholder(str),
-            path=ml_collections.config_dict.placeholder(str),
-            resolution=ml_collections.config_dict.placeholder(int),
-            image_key="image",
-            size=1024,
-            shuffle=True,
-            mirror=True,
-        )
-    )
+    config.data = tfds_data("ffhq256")
 
     config.log_every = 100
     config.checkpoint_every = 1000
