@@ -206,3 +206,30 @@ def test_testbed_source_errors():
         open_source({"source": "testbed", "resolution": 128})
     with pytest.raises(InputError, match="out of range"):
         T.Testbed(32, 10).images([10])
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_read_factors_recovers_every_class_of_rendered_images(resolution):
+    source = T.Testbed(resolution, 400, split="test")
+    images, classes = source.examples(np.arange(400))
+    read = T.read_factors(images)
+    for name in T.FACTOR_NAMES:
+        np.testing.assert_array_equal(read[name], classes[name], err_msg=name)
+
+
+def test_read_factors_sees_what_changed_and_rejects_float_images():
+    images, classes = T.Testbed(32, 50).examples(np.arange(50))
+    values = T.Testbed(32, 50).values(np.arange(50))
+    moved = dict(values, position_x=1.0 - values["position_x"])  # mirror the object's place
+    read = T.read_factors(T.render(moved))
+    np.testing.assert_array_equal(read["position_x"], 1 - classes["position_x"])
+    np.testing.assert_array_equal(read["shape"], classes["shape"])
+    with pytest.raises(InputError, match="uint8 RGB images"):
+        T.read_factors(images.astype(np.float32))
+
+
+def test_rgb_to_hsv_inverts_hsv_to_rgb():
+    rng = np.random.default_rng(0)
+    hsv = rng.uniform(0.05, 0.95, (3, 1000))
+    back = T.rgb_to_hsv(T.hsv_to_rgb(*hsv))
+    np.testing.assert_allclose(np.stack(back), hsv, atol=1e-9)
