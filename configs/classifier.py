@@ -18,6 +18,8 @@ This setting has not been run by jgan yet (no CelebA on its machines): no accura
 `tiny` trains the testbed's 7 factors (`jgan.data.testbed`, generated on the fly, 32x32) with
 a 3-stage CIFAR ResNet of one block per stage for 300 steps: well under a minute on a CPU.
 It does not mirror: mirroring would swap the testbed's `position_x` without its label.
+`testbed` is the factor predictor jgan ships (`jgan/assets/testbed`): the same design with two
+blocks per stage and twice the width, trained for 1,200 steps of 64 images drawn from 100,000.
 `total_steps` bounds any run.
 """
 
@@ -70,7 +72,7 @@ def get_config(arg=None):
     config.checkpoint_every = 1000
     config.keep_checkpoints = 3
 
-    if arg == "tiny":
+    if arg in ("tiny", "testbed"):
         config.batch_size = 32
         config.total_steps = 300
         config.model.update(
@@ -89,6 +91,15 @@ def get_config(arg=None):
         )
         config.log_every = 20
         config.checkpoint_every = 100
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/classifier.py; known: 'tiny'")
+    if arg == "testbed":
+        config.batch_size = 64
+        config.total_steps = 1200
+        config.model.update(depths=(2, 2, 2), widths=(32, 64, 128), stem_width=32)
+        config.data.update(size=100_000)
+        config.log_every = 100
+        config.checkpoint_every = 500
+    elif arg not in (None, "tiny"):
+        raise ValueError(
+            f"unknown variant {arg!r} of configs/classifier.py; known: 'tiny', 'testbed'"
+        )
     return config

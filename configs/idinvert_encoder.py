@@ -17,6 +17,11 @@ one is built from `discriminator` and trained from scratch, which the original n
 discriminator, encoder and VGG: `jgan invert workdir/model IMAGES --method idinvert
 --perceptual vgg16.pth`.
 
+`testbed` is the encoder jgan ships with its testbed model (`jgan/assets`):
+
+    jgan train --config configs/idinvert_encoder.py:testbed --workdir runs/testbed-encoder \
+        --config.model=runs/testbed/model
+
 `tiny` trains a 16x16 encoder for a random tiny StyleGAN on procedural blobs in about a minute
 on a CPU, with the perceptual term off (perceptual_weight 0: no VGG16 file needed).
 """
@@ -65,9 +70,30 @@ def get_config(arg=None):
 
     if arg == "tiny":
         tiny(config, resolution=16)
+    elif arg == "testbed":
+        testbed(config)
     elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/idinvert_encoder.py; known: 'tiny'")
+        raise ValueError(
+            f"unknown variant {arg!r} of configs/idinvert_encoder.py; known: 'tiny', 'testbed'"
+        )
     return config
+
+
+def testbed(config):
+    """The encoder jgan ships for its testbed StyleGAN2 (`config.model`, by default
+    runs/testbed/model): 32 px testbed images, a 32-64-channel encoder, no perceptual term (no
+    VGG16 ships with jgan), 1,500 steps of 16 at 1e-3 with the original's decay schedule."""
+    config.model = "runs/testbed/model"
+    config.arch = "stylegan2"
+    config.batch_size = 16
+    config.total_steps = 1500
+    config.discriminator = ml_collections.ConfigDict(dict(resolution=32))
+    config.encoder.update(encoder_channels_base=32, encoder_channels_max=64)
+    config.loss.perceptual_weight = 0.0
+    config.optimizer.update(learning_rate=1e-3, lr_decay_steps=config.total_steps // 8)
+    config.data.update(source="testbed", name="", resolution=32, size=100_000, mirror=False)
+    config.log_every = 50
+    config.checkpoint_every = 500
 
 
 def tiny(config, resolution):
