@@ -274,6 +274,32 @@ def test_interrupted_run_saves_its_step_and_resumes(tmp_path, monkeypatch):
     assert TrainCheckpoints(tmp_path / "run" / "checkpoints").all_steps() == [5, 7]
 
 
+def test_sigterm_during_a_step_stops_after_it_and_saves_it(tmp_path, monkeypatch):
+    """A signal that lands while a step is being dispatched (its input state already donated)
+    lets the step finish and saves its result: nothing is lost, the run resumes from step 4."""
+    import jgan.training.loop as loop
+
+    config = tiny_config(total_steps=7, checkpoint_every=100)
+    real_compiled_step = loop.compiled_step
+
+    def signalling_compiled_step(trainer, mesh):
+        step_fn = real_compiled_step(trainer, mesh)
+
+        def step(state, batch, key):
+            result = step_fn(state, batch, key)
+            if int(result[0].step) == 4:
+                signal.raise_signal(signal.SIGTERM)
+            return result
+
+        return step
+
+    monkeypatch.setattr(loop, "compiled_step", signalling_compiled_step)
+    with pytest.raises(KeyboardInterrupt, match="stopped at step 4"):
+        train(config, tmp_path / "run", progress=False)
+    assert TrainCheckpoints(tmp_path / "run" / "checkpoints").all_steps() == [4]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_train_checkpoints_keep_the_newest_and_restore_meta(tmp_path):
     checkpoints = TrainCheckpoints(tmp_path / "ckpt", keep=2)
     tree = {"a": jnp.arange(3.0), "b": {"c": jnp.int32(7)}}

@@ -142,18 +142,26 @@ def _is_intact(state):
     return not any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(state))
 
 
-class _TermAsInterrupt:
-    """Turns SIGTERM into KeyboardInterrupt while training (main thread only), so a stopped
-    run saves a checkpoint before it exits."""
+class _StopRequests:
+    """SIGTERM and Ctrl-C while training (main thread only) ask the loop to stop after the step
+    in flight, so the state it saves is never one whose buffers a half-dispatched step has
+    donated; a second request stops at once."""
 
     def __enter__(self):
-        self.previous = None
+        self.requested, self.previous = False, {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self.previous[signum] = signal.signal(signum, self._request)
+        return self
+
+    def _request(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def train(config, workdir, *, mesh=None, progress=True):
@@ -222,7 +230,7 @@ def train(config, workdir, *, mesh=None, progress=True):
     pending, last_time, last_step = [], time.perf_counter(), start
     interrupted = False
     try:
-        with _TermAsInterrupt():
+        with _StopRequests() as stop:
             for step in range(start, total):
                 batch = global_batch(next(batches), split)
                 state, metrics = step_fn(state, batch, step_key)
@@ -245,6 +253,8 @@ def train(config, workdir, *, mesh=None, progress=True):
                     log.write({"step": done} | evaluation)
                 if done % config.checkpoint_every == 0:
                     checkpoints.save(done, state, {"data_position": data_position(done)})
+                if stop.requested:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True
     finally:
