@@ -17,7 +17,7 @@ def get_config(arg=None):
     """The shipped model's config; `arg='tiny'` is a few-step smoke variant."""
     config = stylegan2.get_config()
     config.batch_size = 16
-    config.total_steps = 20_000
+    config.total_steps = 6_000
     small = dict(resolution=32, fmaps_base=2048, fmaps_max=64)
     config.generator.update(small, z_space_dim=128, w_space_dim=128, mapping_layers=4)
     config.generator.mapping_fmaps = 128

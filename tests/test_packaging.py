@@ -29,5 +29,8 @@ def test_wheel_puts_ports_and_configs_under_jgan(tmp_path):
     assert "jgan/ports/torch_pickle.py" in names
     assert "jgan/configs/__init__.py" in names
     assert "jgan/nn/modulated.py" in names
+    assert "jgan/assets/testbed/jgan_model.json" in names  # the shipped model, whole
+    assert "jgan/assets/testbed_model_card.md" in names
+    assert sum(n.startswith("jgan/assets/testbed/params/") for n in names) > 3
     tops = {name.split("/")[0] for name in names if "dist-info" not in name}
     assert tops == {"jgan"}, f"top-level names in the wheel: {tops}"

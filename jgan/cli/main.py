@@ -6,6 +6,7 @@ import sys
 from jgan.cli import (
     boundary,
     convert,
+    demo,
     edit,
     export,
     fairgen,
@@ -20,6 +21,7 @@ from jgan.cli import (
 from jgan.errors import JganError
 
 COMMANDS = {
+    "demo": demo,
     "convert": convert,
     "export": export,
     "synthesize": synthesize,

@@ -14,6 +14,10 @@ from jgan.viz.images import make_grid, to_uint8
 # No VGG16 ships with jgan, so inversion here uses pixel losses only (the originals add a
 # perceptual term; pass a VGG16 to `jgan invert --perceptual` for it).
 PIXEL_ONLY = {"perceptual_weight": 0.0, "perceptual_convention": None}
+# Adam in W+ (Z for PGGAN) instead of mGANprior's SGD in Z: after the demo's 200 steps on the
+# 32 px testbed model, SGD in Z leaves super-resolution below the naive upsampling (18.3 vs
+# 23.9 dB) and inpainting at 19.9 dB; Adam in W+ reaches 27.4 and 25.4 dB.
+RESTORATION = {"optimizer": "adam", "learning_rate": 0.05}
 
 
 def _space(generator):
@@ -87,8 +91,8 @@ def restoration(subject, settings):
     section = Section(
         "restoration", "Multi-code restoration (mGANprior)",
         f"{settings.restoration_codes} codes composed after layer {layer} with adaptive "
-        f"channel importance restore what a task hides; {settings.restoration_steps} steps, "
-        "pixel loss only. Rows: what the task observes (the naive restoration), the "
+        f"channel importance restore what a task hides; {settings.restoration_steps} steps of "
+        "Adam in W+, pixel loss only. Rows: what the task observes (the naive restoration), the "
         "restoration, the original.",
     )  # fmt: skip
     hole = np.zeros(images.shape[1:3], np.float32)
@@ -101,7 +105,7 @@ def restoration(subject, settings):
         result = invert(
             generator, images, method="multicode", task=task, steps=settings.restoration_steps,
             num_codes=settings.restoration_codes, composing_layer=layer, progress=True,
-            **PIXEL_ONLY,
+            space=_space(generator), **RESTORATION, **PIXEL_ONLY,
         )  # fmt: skip
         restored = _means(image_metrics(np.clip(result["result"], -1, 1), images))
         naive = _means(image_metrics(np.clip(result["degraded"], -1, 1), images))
